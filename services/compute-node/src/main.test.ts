@@ -1,0 +1,9 @@
+import { fileURLToPath } from "node:url";
+import { standaloneServiceSuite } from "@tessera/testkit/standalone-service-suite";
+import { computeNodeServices } from "./server.js";
+
+standaloneServiceSuite({
+  entry: fileURLToPath(new URL("../dist/main.js", import.meta.url)),
+  services: computeNodeServices,
+  expectUnimplemented: true,
+});
