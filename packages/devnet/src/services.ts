@@ -1,0 +1,107 @@
+import { join } from "node:path";
+
+/** A Tessera service: its folder under `services/`, package `@tessera/<name>` and hostname. */
+export type ServiceName = "job-server" | "gateway" | "registry" | "compute-node" | "wallet";
+
+/** One row of the network table. */
+export interface ServiceDefinition {
+  readonly name: ServiceName;
+  /** Added to the port base: with the default base 7000 the service listens on 7000 + offset. */
+  readonly portOffset: number;
+  /** Services it calls. They start (and are healthy) before it, and it gets their URLs. */
+  readonly peers: readonly ServiceName[];
+  /** Fixed environment variables of this service besides the common ones. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004, wallet 7005. */
+export const DEFAULT_PORT_BASE = 7000;
+
+/**
+ * The network, in start order: every service comes after the peers it calls, so each one finds
+ * its peers serving when it starts. Stopping goes in the reverse order, so a service's callers
+ * (and the streams they hold open to it) are gone before it drains.
+ */
+export const SERVICES: readonly ServiceDefinition[] = [
+  { name: "wallet", portOffset: 5, peers: [], env: {} },
+  { name: "registry", portOffset: 3, peers: ["wallet"], env: { REGISTRY_ROLE: "registry" } },
+  { name: "job-server", portOffset: 1, peers: ["wallet", "registry"], env: {} },
+  { name: "gateway", portOffset: 2, peers: ["wallet", "registry"], env: {} },
+  { name: "compute-node", portOffset: 4, peers: ["registry", "job-server", "gateway"], env: {} },
+];
+
+/** The highest port offset in {@link SERVICES}; a port base must leave room for it. */
+export const MAX_PORT_OFFSET = Math.max(...SERVICES.map((s) => s.portOffset));
+
+/** The environment variable that carries a service's URL to its callers: `JOB_SERVER_URL`, ... */
+export function peerUrlVariable(name: ServiceName): string {
+  return `${name.toUpperCase().replaceAll("-", "_")}_URL`;
+}
+
+/** The port a service listens on for a given port base. */
+export function servicePort(service: ServiceDefinition, portBase: number): number {
+  return portBase + service.portOffset;
+}
+
+/**
+ * The URL callers use for a service, `http://<host>:<port>`. A wildcard bind address
+ * (`0.0.0.0`, `::`) is dialled on the loopback address.
+ */
+export function serviceUrl(service: ServiceDefinition, host: string, portBase: number): string {
+  const dialHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+  const hostPart = dialHost.includes(":") ? `[${dialHost}]` : dialHost;
+  return `http://${hostPart}:${servicePort(service, portBase)}`;
+}
+
+/** What every service of one network shares; see {@link serviceEnvironment}. */
+export interface NetworkSettings {
+  /** Address every service binds and is dialled on. */
+  host: string;
+  portBase: number;
+  /** Root data directory; each service gets `<dataDir>/<name>` as DATA_DIR. */
+  dataDir: string;
+  logLevel: string;
+  logFormat: "json" | "pretty";
+  shutdownGraceMs: number;
+}
+
+/**
+ * The variables the launcher sets for one service (they override anything inherited):
+ * HOST, PORT, DATA_DIR, LOG_LEVEL, LOG_FORMAT, SHUTDOWN_GRACE_MS, the URL of each peer, and the
+ * service's own fixed variables (REGISTRY_ROLE for the registry).
+ */
+export function serviceEnvironment(
+  service: ServiceDefinition,
+  network: NetworkSettings,
+  services: readonly ServiceDefinition[] = SERVICES,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    HOST: network.host,
+    PORT: String(servicePort(service, network.portBase)),
+    DATA_DIR: serviceDataDir(service, network.dataDir),
+    LOG_LEVEL: network.logLevel,
+    LOG_FORMAT: network.logFormat,
+    SHUTDOWN_GRACE_MS: String(network.shutdownGraceMs),
+  };
+  for (const peerName of service.peers) {
+    const peer = services.find((s) => s.name === peerName);
+    if (peer === undefined) throw new Error(`${service.name}: unknown peer ${peerName}`);
+    env[peerUrlVariable(peerName)] = serviceUrl(peer, network.host, network.portBase);
+  }
+  return { ...env, ...service.env };
+}
+
+/** The directory a service keeps its files in: `<dataDir>/<name>`. */
+export function serviceDataDir(service: ServiceDefinition, dataDir: string): string {
+  return join(dataDir, service.name);
+}
+
+/** The file a service's output is appended to: `<dataDir>/logs/<name>.log`. */
+export function serviceLogFile(service: ServiceDefinition, dataDir: string): string {
+  return join(dataDir, "logs", `${service.name}.log`);
+}
+
+/** The compiled entry point of a service: `<repoRoot>/services/<name>/dist/main.js`. */
+export function serviceEntry(service: ServiceDefinition, repoRoot: string): string {
+  return join(repoRoot, "services", service.name, "dist", "main.js");
+}
