@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
@@ -99,6 +100,8 @@ export async function startServiceServer(opts: ServiceServerOptions): Promise<Se
   const health = new HealthState();
   const metrics = createRpcMetrics(opts.service);
   const shutdown = new AbortController();
+  // Connect adds one abort listener per in-flight call to this signal; many calls are normal.
+  setMaxListeners(0, shutdown.signal);
 
   const rpc = createRpcHandler({
     logger,

@@ -1,0 +1,13 @@
+export { callerOf, requireCaller, verifiedCallerKey } from "./caller.js";
+export { signedRequestHeaderNames, signedRequestHeaders } from "./headers.js";
+export {
+  openInfrastructureServices,
+  requiresSignatureByDefault,
+} from "./requires-signature.js";
+export { createSigningInterceptor, type SigningInterceptorOptions } from "./signing-interceptor.js";
+export {
+  type CallerStanding,
+  createVerifyingInterceptor,
+  type NonceHighWaterStore,
+  type VerifyingInterceptorOptions,
+} from "./verifying-interceptor.js";
