@@ -1,6 +1,6 @@
-import { type ConfigOf, oneOf, port, serverConfigSpec, url } from "@tessera/runtime";
+import { type ConfigOf, int, oneOf, port, serverConfigSpec, str, url } from "@tessera/runtime";
 
-/** Environment variables of the registry binary: server settings, its role and its peers. */
+/** Environment variables of the registry binary, in either role. Empty text means "not set". */
 export const registryConfigSpec = {
   ...serverConfigSpec,
   PORT: port({
@@ -11,11 +11,115 @@ export const registryConfigSpec = {
     default: "registry",
     doc: "`registry` keeps the node directory, subnets and validator set; `validator` holds one validator key and signs checks",
   }),
+  DATA_DIR: str({
+    default: ".tessera-data/registry",
+    doc: "Directory of the SQLite database and the key file",
+  }),
+  DATABASE_URL: str({
+    default: "",
+    doc: "PostgreSQL URL (postgres://...); empty keeps the embedded SQLite file in DATA_DIR",
+  }),
+  KEY_FILE: str({
+    default: "",
+    doc: "The process's key file; empty means DATA_DIR/key.json, created on first start",
+  }),
+  PUBLIC_URL: str({
+    default: "",
+    doc: "URL peers reach this process at (gossip, validator endpoint); empty means the listening URL",
+  }),
   WALLET_URL: url({
     default: "http://127.0.0.1:7005",
     doc: "Base URL of the wallet, for subnet fees and stakes",
+  }),
+  TREASURY_ADDRESS: str({
+    default: "",
+    doc: "Address paid the treasury share and subnet fees; empty means the registry's own address (registry role); required in the validator role",
+  }),
+  POW_DIFFICULTY: int({
+    default: 16,
+    min: 0,
+    max: 40,
+    doc: "Leading zero bits a node record's proof of work must have (each bit doubles the cost)",
+  }),
+  PAYMENT_SPLIT_BPS: str({
+    default: "8000/1000/500/500",
+    doc: "Default payment split in basis points: compute/gateway/validators/treasury",
+  }),
+  APPROVAL_TTL_MS: int({ default: 300_000, min: 1, doc: "Lifetime of a preprocessing approval" }),
+  MAX_APPROVAL_TTL_MS: int({ default: 900_000, min: 1, doc: "Longest approval a validator signs" }),
+  INFERENCE_TASK_COMPUTE_MS: int({
+    default: 1000,
+    min: 1,
+    doc: "Compute time an inference task is priced at",
+  }),
+  CLOCK_SKEW_MS: int({
+    default: 30_000,
+    min: 0,
+    doc: "Clock skew tolerated on signed requests and approvals",
+  }),
+  HEARTBEAT_INTERVAL_MS: int({
+    default: 10_000,
+    min: 1,
+    doc: "Interval nodes are told to heartbeat at",
+  }),
+  HEARTBEAT_TIMEOUT_MS: int({
+    default: 30_000,
+    min: 1,
+    doc: "A node with no heartbeat for this long is offline",
+  }),
+  STRIKES_PER_BAN: int({
+    default: 3,
+    min: 1,
+    doc: "Strikes that ban a node (for 24 h, then 48 h, then 168 h)",
+  }),
+  VALIDATOR_QUORUM: int({
+    default: 2,
+    min: 1,
+    doc: "Validator signatures (M of N) an approval needs",
+  }),
+  VALIDATOR_TIMEOUT_MS: int({
+    default: 5000,
+    min: 1,
+    doc: "How long the registry waits for each validator",
+  }),
+  VALIDATOR_MIN_STAKE: str({
+    default: "0",
+    doc: "Smallest stake (base units) a validator registers with",
+  }),
+  VALIDATOR_STAKE: str({
+    default: "0",
+    doc: "Validator role: the stake (base units) this validator registers with",
+  }),
+  TRUSTED_REPORTERS: str({
+    default: "",
+    doc: "Comma-separated addresses (job servers) allowed to report node events and ask for validation",
+  }),
+  TRUSTED_REGISTRIES: str({
+    default: "",
+    doc: "Validator role: comma-separated registry addresses allowed to ask this validator to sign (required)",
+  }),
+  REGISTRY_URL: url({
+    default: "http://127.0.0.1:7003",
+    doc: "Validator role: the registry this validator registers with and reads from",
+  }),
+  REGISTRY_PEERS: str({
+    default: "",
+    doc: "Registry role: metagraph peers, comma-separated `address@url` or `url`",
+  }),
+  GOSSIP_INTERVAL_MS: int({
+    default: 30_000,
+    min: 1,
+    doc: "Registry role: interval between gossip rounds",
   }),
 } as const;
 
 /** The registry's parsed, frozen configuration. */
 export type RegistryConfig = ConfigOf<typeof registryConfigSpec>;
+
+/** Splits a comma-separated list, dropping blanks. */
+export function listOf(text: string): string[] {
+  return text
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+}

@@ -1,5 +1,15 @@
-import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { join } from "node:path";
+import { create, type DescService } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createSigningInterceptor, createVerifyingInterceptor } from "@tessera/auth";
+import { isAddress } from "@tessera/identity/address";
+import type { KeyPair } from "@tessera/identity/keys";
+import { sealNodeRecord } from "@tessera/identity/node-record";
+import { createNonceSource } from "@tessera/identity/nonce";
+import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
+import { NodeRecordSchema, NodeType } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import { MetagraphService } from "@tessera/proto/tessera/registry/v1/metagraph_service_pb.js";
 import { RegistryService } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { ValidationService } from "@tessera/proto/tessera/registry/v1/validation_service_pb.js";
@@ -10,7 +20,43 @@ import {
   serverOptionsFromConfig,
   startServiceServer,
 } from "@tessera/runtime";
-import type { RegistryConfig } from "./config.js";
+import {
+  createNonceStore,
+  type NonceStoreTables,
+  nonceStoreMigrations,
+  openStore,
+} from "@tessera/store";
+import { listOf, type RegistryConfig } from "./config.js";
+import { createDirectory } from "./directory/directory.js";
+import { registryMigrations } from "./directory/migrations.js";
+import { createOfflineSweeper } from "./directory/offline-sweeper.js";
+import type { RegistryTables } from "./directory/tables.js";
+import { createGossipLoop } from "./gossip/gossip-loop.js";
+import { createMetagraph } from "./gossip/metagraph.js";
+import { parseRegistryPeers } from "./gossip/peers.js";
+import { sealRegistryRecord } from "./gossip/self-record.js";
+import { createGossipCaller, createMetagraphService } from "./metagraph-service.js";
+import { createRegistryService } from "./registry-service.js";
+import { subnetMigrations } from "./subnets/migrations.js";
+import { createSubnets } from "./subnets/subnets.js";
+import type { SubnetTables } from "./subnets/tables.js";
+import {
+  createApprovalStore,
+  type ValidationTables,
+  validationMigrations,
+} from "./validation/approval-store.js";
+import { createDirectorySources } from "./validation/directory-sources.js";
+import { parsePaymentSplit } from "./validation/payment-tree.js";
+import { resolveValidationPolicy } from "./validation/policy.js";
+import { PROTOCOL_VERSION } from "./validation/protocol-version.js";
+import { createValidationEngine } from "./validation/validation-engine.js";
+import { createValidatorSigner } from "./validation/validator-signer.js";
+import { createValidationService, createValidatorCaller } from "./validation-service.js";
+import {
+  authorizeTrustedRegistries,
+  createRegistryReadSources,
+  createValidatorService,
+} from "./validator-service.js";
 
 /** The RPC services each role of the registry binary answers. */
 export const registryServicesByRole: Readonly<
@@ -20,22 +66,295 @@ export const registryServicesByRole: Readonly<
   validator: [ValidatorService],
 };
 
-/** Starts the registry binary in its configured role; resolves once it is listening. */
+/** A configuration problem found after parsing (a rule that spans variables or roles). */
+export class RegistrySetupError extends Error {
+  override readonly name = "RegistrySetupError";
+}
+
+type Cleanup = () => unknown;
+
+/** Wraps `server` so that closing it also releases `cleanups`, in reverse order, after draining. */
+function withCleanups(server: ServiceServer, cleanups: Cleanup[]): ServiceServer {
+  return {
+    port: server.port,
+    url: server.url,
+    health: server.health,
+    shutdownGraceMs: server.shutdownGraceMs,
+    async close() {
+      await server.close();
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    },
+  };
+}
+
+async function serviceKey(config: RegistryConfig, logger: Logger): Promise<KeyPair> {
+  const path = config.KEY_FILE || join(config.DATA_DIR, "key.json");
+  const { keyPair, created } = await loadOrCreateServiceKey({ path, name: config.REGISTRY_ROLE });
+  logger.info({ address: keyPair.address, keyFile: path, created }, "key loaded");
+  return keyPair;
+}
+
+function policyOf(config: RegistryConfig, treasuryAddress: string) {
+  return resolveValidationPolicy({
+    treasuryAddress,
+    defaultSplit: parsePaymentSplit(config.PAYMENT_SPLIT_BPS),
+    inferenceTaskComputeMs: config.INFERENCE_TASK_COMPUTE_MS,
+    approvalTtlMs: config.APPROVAL_TTL_MS,
+    maxApprovalTtlMs: config.MAX_APPROVAL_TTL_MS,
+    clockSkewMs: config.CLOCK_SKEW_MS,
+    minPowDifficulty: config.POW_DIFFICULTY,
+  });
+}
+
+/**
+ * Starts the registry binary in its configured role; resolves once it is listening (and, in the
+ * validator role, registered with its registry). Closing the returned server drains it, then
+ * stops the background loops and closes the store.
+ */
 export function startRegistryServer(
   config: RegistryConfig,
   logger: Logger,
 ): Promise<ServiceServer> {
-  const services = registryServicesByRole[config.REGISTRY_ROLE];
-  // Behaviour lands with issue #3 (identity and trust); until then each service is registered
-  // without methods, so every RPC answers `unimplemented` instead of pretending.
-  const routes = (router: ConnectRouter) => {
-    for (const service of services) router.service(service, {});
-  };
-  return startServiceServer({
-    service: "registry",
-    logger,
-    ...serverOptionsFromConfig(config),
-    files: services.map((service) => service.file),
-    routes,
-  });
+  return config.REGISTRY_ROLE === "registry"
+    ? startRegistryRole(config, logger)
+    : startValidatorRole(config, logger);
+}
+
+async function startRegistryRole(config: RegistryConfig, logger: Logger): Promise<ServiceServer> {
+  const cleanups: Cleanup[] = [];
+  try {
+    const keyPair = await serviceKey(config, logger);
+    const treasury = config.TREASURY_ADDRESS || keyPair.address;
+    const policy = policyOf(config, treasury);
+    const store = await openStore<
+      NonceStoreTables & RegistryTables & SubnetTables & ValidationTables
+    >({
+      ...(config.DATABASE_URL ? { databaseUrl: config.DATABASE_URL } : {}),
+      dataDir: config.DATA_DIR,
+      fileName: "registry.sqlite",
+      migrations: {
+        ...nonceStoreMigrations,
+        ...registryMigrations,
+        ...subnetMigrations,
+        ...validationMigrations,
+      },
+      logger,
+    });
+    cleanups.push(() => store.close());
+    const subnets = createSubnets({ store, feeAddress: treasury });
+    const directory = createDirectory({
+      store,
+      powDifficulty: config.POW_DIFFICULTY,
+      heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+      heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,
+      strikesPerBan: config.STRIKES_PER_BAN,
+      minValidatorStake: BigInt(config.VALIDATOR_MIN_STAKE),
+      // The registry reports validation verdicts about nodes itself.
+      trustedReporters: [keyPair.address, ...listOf(config.TRUSTED_REPORTERS)],
+      isKnownReporter: (address) => subnets.isSubnetGateway(address),
+    });
+    const sweeper = createOfflineSweeper({
+      directory,
+      intervalMs: config.HEARTBEAT_INTERVAL_MS,
+      onError: (error) => logger.warn({ err: error }, "offline sweep failed"),
+    });
+    cleanups.push(() => sweeper.close());
+
+    const nonceSource = createNonceSource();
+    const validatorCaller = createValidatorCaller({
+      keyPair,
+      nonceSource,
+      timeoutMs: config.VALIDATOR_TIMEOUT_MS,
+    });
+    cleanups.push(() => validatorCaller.close());
+    const engine = createValidationEngine({
+      sources: createDirectorySources({
+        directory,
+        subnets,
+        quorum: config.VALIDATOR_QUORUM,
+        registryAddress: keyPair.address,
+        trustedRouters: listOf(config.TRUSTED_REPORTERS),
+      }),
+      approvals: createApprovalStore(store),
+      policy,
+      validators: validatorCaller,
+      validatorTimeoutMs: config.VALIDATOR_TIMEOUT_MS,
+      onBackgroundError: (error) =>
+        logger.warn({ err: error }, "validation background task failed"),
+    });
+    cleanups.push(() => engine.idle());
+
+    // The metagraph needs the URL the server ends up listening on; until it exists (a few ms
+    // during start), Gossip answers unavailable.
+    let metagraphService: ServiceImpl<typeof MetagraphService> | undefined;
+    const server = await startServiceServer({
+      service: "registry",
+      logger,
+      ...serverOptionsFromConfig(config),
+      files: registryServicesByRole.registry.map((service) => service.file),
+      routes: (router) => {
+        router.service(
+          RegistryService,
+          createRegistryService({
+            directory,
+            subnets,
+            requiredSignatures: config.VALIDATOR_QUORUM,
+          }),
+        );
+        router.service(ValidationService, createValidationService({ engine }));
+        router.service(MetagraphService, {
+          gossip: (request, ctx) => {
+            if (metagraphService === undefined) {
+              throw new ConnectError("registry is starting", Code.Unavailable);
+            }
+            return metagraphService.gossip(request, ctx);
+          },
+        });
+      },
+      interceptors: [
+        createVerifyingInterceptor({
+          selfAddress: keyPair.address,
+          nonceStore: createNonceStore(store),
+          clockSkewMs: config.CLOCK_SKEW_MS,
+          authorizeCaller: (caller) => directory.callerStanding(caller),
+        }),
+      ],
+    });
+    const publicUrl = config.PUBLIC_URL || server.url;
+    const metagraph = createMetagraph({
+      directory,
+      selfAddress: keyPair.address,
+      selfUrl: publicUrl,
+      bootstrapPeers: parseRegistryPeers(config.REGISTRY_PEERS),
+    });
+    metagraphService = createMetagraphService({ metagraph });
+    const gossipCaller = createGossipCaller({ keyPair, nonceSource });
+    cleanups.push(() => gossipCaller.close());
+    const gossip = createGossipLoop({
+      metagraph,
+      call: gossipCaller.call,
+      intervalMs: config.GOSSIP_INTERVAL_MS,
+      onError: (error) => logger.warn({ err: error }, "gossip round failed"),
+    });
+    cleanups.push(() => gossip.close());
+    await directory.acceptRecord(
+      await sealRegistryRecord({ keyPair, publicUrl, powDifficulty: config.POW_DIFFICULTY }),
+    );
+    gossip.start();
+    logger.info({ address: keyPair.address, treasury, publicUrl }, "registry role ready");
+    return withCleanups(server, cleanups);
+  } catch (error) {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+    throw error;
+  }
+}
+
+async function startValidatorRole(config: RegistryConfig, logger: Logger): Promise<ServiceServer> {
+  const trustedRegistries = listOf(config.TRUSTED_REGISTRIES);
+  const problems = [
+    ...(trustedRegistries.length === 0
+      ? ["TRUSTED_REGISTRIES: required in the validator role"]
+      : []),
+    ...trustedRegistries
+      .filter((address) => !isAddress(address))
+      .map((address) => `TRUSTED_REGISTRIES: not an address: ${address}`),
+    ...(isAddress(config.TREASURY_ADDRESS)
+      ? []
+      : ["TREASURY_ADDRESS: required in the validator role (the registry's treasury address)"]),
+  ];
+  if (problems.length > 0) throw new RegistrySetupError(problems.join("; "));
+  const registryAddress = trustedRegistries[0] as string;
+
+  const cleanups: Cleanup[] = [];
+  try {
+    const keyPair = await serviceKey(config, logger);
+    const store = await openStore<NonceStoreTables>({
+      ...(config.DATABASE_URL ? { databaseUrl: config.DATABASE_URL } : {}),
+      dataDir: config.DATA_DIR,
+      fileName: "validator.sqlite",
+      migrations: nonceStoreMigrations,
+      logger,
+    });
+    cleanups.push(() => store.close());
+    const sources = createRegistryReadSources({ registryUrl: config.REGISTRY_URL });
+    cleanups.push(() => sources.close());
+    const signer = createValidatorSigner({
+      keyPair,
+      sources,
+      policy: policyOf(config, config.TREASURY_ADDRESS),
+    });
+    const server = await startServiceServer({
+      service: "validator",
+      logger,
+      ...serverOptionsFromConfig(config),
+      files: registryServicesByRole.validator.map((service) => service.file),
+      routes: (router) => {
+        router.service(ValidatorService, createValidatorService({ signer, trustedRegistries }));
+      },
+      interceptors: [
+        createVerifyingInterceptor({
+          selfAddress: keyPair.address,
+          nonceStore: createNonceStore(store),
+          clockSkewMs: config.CLOCK_SKEW_MS,
+          authorizeCaller: authorizeTrustedRegistries(trustedRegistries),
+        }),
+      ],
+    });
+    cleanups.unshift(() => server.close());
+    await registerWithRegistry(config, keyPair, registryAddress, config.PUBLIC_URL || server.url);
+    logger.info(
+      { address: keyPair.address, registry: config.REGISTRY_URL },
+      "validator registered",
+    );
+    cleanups.shift();
+    return withCleanups(server, cleanups);
+  } catch (error) {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+    throw error;
+  }
+}
+
+/** Announces this validator (a sealed VALIDATOR record and its stake) to its registry, signed. */
+async function registerWithRegistry(
+  config: RegistryConfig,
+  keyPair: KeyPair,
+  registryAddress: string,
+  publicUrl: string,
+): Promise<void> {
+  const record = await sealNodeRecord(
+    create(NodeRecordSchema, {
+      protocolVersion: PROTOCOL_VERSION,
+      nodeType: NodeType.VALIDATOR,
+      name: `validator-${keyPair.address.slice(-8)}`,
+      softwareVersion: "0.1.0",
+      endpoint: { url: publicUrl },
+      // A restarted validator's record must be newer than the one the registry holds.
+      sequence: BigInt(Date.now()),
+      issuedAt: timestampFromDate(new Date()),
+    }),
+    keyPair,
+    config.POW_DIFFICULTY,
+  );
+  const session = new Http2SessionManager(config.REGISTRY_URL);
+  try {
+    const client = createClient(
+      RegistryService,
+      createGrpcTransport({
+        baseUrl: config.REGISTRY_URL,
+        sessionManager: session,
+        interceptors: [createSigningInterceptor({ keyPair, target: registryAddress })],
+      }),
+    );
+    await client.registerValidator(
+      {
+        protocolVersion: PROTOCOL_VERSION,
+        record,
+        stakeAmount: config.VALIDATOR_STAKE,
+        stakeId: `stake-${keyPair.address}`,
+      },
+      { timeoutMs: 10_000 },
+    );
+  } finally {
+    session.abort();
+  }
 }

@@ -1,0 +1,147 @@
+/**
+ * Durable approvals, so validation requests are idempotent on their request id across restarts
+ * and replicas: a preprocessing approval is returned again while it is unexpired, a completion
+ * verdict forever. Rows live in the registry's store (SQLite or PostgreSQL).
+ */
+import type { Kysely, Migration, Store } from "@tessera/store";
+
+/** The table the approval store owns. Add it to the registry's database interface. */
+export interface ValidationTables {
+  validation_approvals: {
+    /** "preprocessing" or "completion". */
+    kind: string;
+    request_id: string;
+    /** Hex SHA3-256 of what was asked, to tell a repeat from another request with the same id. */
+    request_hash: string;
+    /** Base64 of the bundle's binary encoding. */
+    bundle: string;
+    /** ISO-8601 UTC; null for completions, which do not expire. */
+    expires_at: string | null;
+    created_at: string;
+  };
+}
+
+/**
+ * The approval store's migrations. Merge them into the `migrations` given to `openStore` of the
+ * registry's database: `{ ...nonceStoreMigrations, ...registryMigrations, ...validationMigrations }`.
+ */
+export const validationMigrations: Readonly<Record<string, Migration>> = {
+  "validation/0001-create-validation-approvals": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("validation_approvals")
+        .addColumn("kind", "text", (col) => col.notNull())
+        .addColumn("request_id", "text", (col) => col.notNull())
+        .addColumn("request_hash", "text", (col) => col.notNull())
+        .addColumn("bundle", "text", (col) => col.notNull())
+        .addColumn("expires_at", "text")
+        .addColumn("created_at", "text", (col) => col.notNull())
+        .addPrimaryKeyConstraint("validation_approvals_pk", ["kind", "request_id"])
+        .execute();
+    },
+  },
+};
+
+/** Which approval. */
+export type ApprovalKind = "preprocessing" | "completion";
+
+/** One stored approval. */
+export interface StoredApproval {
+  readonly requestHash: string;
+  /** The bundle's binary encoding. */
+  readonly bundle: Uint8Array;
+  /** Undefined for completions. */
+  readonly expiresAt: Date | undefined;
+}
+
+/** Approvals by kind and request id. */
+export interface ApprovalStore {
+  /** The approval stored for the request id, expired or not, or undefined. */
+  get(kind: ApprovalKind, requestId: string): Promise<StoredApproval | undefined>;
+  /**
+   * Stores `approval` unless a live one (unexpired, or a completion) is already stored for the
+   * request id, and returns the one that is stored now: `approval`, or the earlier one when two
+   * requests raced.
+   */
+  put(
+    kind: ApprovalKind,
+    requestId: string,
+    approval: StoredApproval,
+    now: Date,
+  ): Promise<StoredApproval>;
+}
+
+/** An {@link ApprovalStore} over `store`, whose migrations must include {@link validationMigrations}. */
+export function createApprovalStore<DB extends ValidationTables>(store: Store<DB>): ApprovalStore {
+  // The store's DB type includes ours; Kysely cannot see that through the generic.
+  const typed = store as unknown as Store<ValidationTables>;
+  return {
+    async get(kind, requestId) {
+      const row = await typed.db
+        .selectFrom("validation_approvals")
+        .selectAll()
+        .where("kind", "=", kind)
+        .where("request_id", "=", requestId)
+        .executeTakeFirst();
+      return row === undefined ? undefined : fromRow(row);
+    },
+    async put(kind, requestId, approval, now) {
+      return typed.transaction(async (trx) => {
+        const existing = await typed
+          .forUpdate(
+            trx
+              .selectFrom("validation_approvals")
+              .selectAll()
+              .where("kind", "=", kind)
+              .where("request_id", "=", requestId),
+          )
+          .executeTakeFirst();
+        if (existing !== undefined) {
+          const stored = fromRow(existing);
+          if (stored.expiresAt === undefined || stored.expiresAt > now) return stored;
+        }
+        const row = {
+          kind,
+          request_id: requestId,
+          request_hash: approval.requestHash,
+          bundle: Buffer.from(approval.bundle).toString("base64"),
+          expires_at: approval.expiresAt?.toISOString() ?? null,
+          created_at: now.toISOString(),
+        };
+        if (existing !== undefined) {
+          // Expired, and locked by the select above: replace it.
+          await trx
+            .updateTable("validation_approvals")
+            .set(row)
+            .where("kind", "=", kind)
+            .where("request_id", "=", requestId)
+            .execute();
+          return approval;
+        }
+        // Nothing to lock yet: a concurrent insert of the same id waits for ours (or we for it),
+        // and the loser keeps the winner's approval.
+        const inserted = await trx
+          .insertInto("validation_approvals")
+          .values(row)
+          .onConflict((conflict) => conflict.columns(["kind", "request_id"]).doNothing())
+          .executeTakeFirst();
+        if ((inserted.numInsertedOrUpdatedRows ?? 0n) > 0n) return approval;
+        const winner = await trx
+          .selectFrom("validation_approvals")
+          .selectAll()
+          .where("kind", "=", kind)
+          .where("request_id", "=", requestId)
+          .executeTakeFirstOrThrow();
+        return fromRow(winner);
+      });
+    },
+  };
+}
+
+function fromRow(row: ValidationTables["validation_approvals"]): StoredApproval {
+  return {
+    requestHash: row.request_hash,
+    bundle: new Uint8Array(Buffer.from(row.bundle, "base64")),
+    expiresAt: row.expires_at === null ? undefined : new Date(row.expires_at),
+  };
+}
