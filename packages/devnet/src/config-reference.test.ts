@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { withConfigReference } from "./config-reference.js";
 
-test("README's configuration reference matches what the processes parse (run `pnpm docs`)", () => {
+test("README's configuration reference matches what the processes parse (run `pnpm run docs:config`)", () => {
   const readme = readFileSync(
     fileURLToPath(new URL("../../../README.md", import.meta.url)),
     "utf8",

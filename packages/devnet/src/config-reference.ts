@@ -7,7 +7,7 @@ import { walletConfigSpec } from "@tessera/wallet/config";
 import { devnetConfigSpec } from "./config.js";
 
 /** Markers around the generated configuration reference in README.md. */
-export const CONFIG_REFERENCE_START = "<!-- config-reference:start (pnpm docs) -->";
+export const CONFIG_REFERENCE_START = "<!-- config-reference:start (pnpm run docs:config) -->";
 export const CONFIG_REFERENCE_END = "<!-- config-reference:end -->";
 
 /** A service's own variables: those it does not share unchanged with every other service. */

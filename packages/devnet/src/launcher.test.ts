@@ -6,6 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { RegistryService } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { checkHealth } from "./health-check.js";
 import { createLauncher, LaunchError } from "./launcher.js";
 import { SERVICES, servicePort, serviceUrl } from "./services.js";
@@ -98,6 +101,23 @@ function isListening(port: number): Promise<boolean> {
   });
 }
 
+/** Endpoints of the validators a registry lists (an unsigned read, as any client could make). */
+async function listValidatorUrls(registryUrl: string): Promise<string[]> {
+  const session = new Http2SessionManager(registryUrl);
+  try {
+    const client = createClient(
+      RegistryService,
+      createGrpcTransport({ baseUrl: registryUrl, sessionManager: session }),
+    );
+    const { validators } = await client.listValidators({
+      protocolVersion: { major: 1, minor: 0, patch: 0 },
+    });
+    return validators.map((v) => v.endpoint?.url ?? "").sort();
+  } finally {
+    session.abort();
+  }
+}
+
 function pidOf(run: DevnetRun, name: string): number {
   const row = new RegExp(`^\\s+${name}\\s+http://\\S+\\s+(\\d+)`, "m").exec(run.output());
   assert.ok(row?.[1], `no row for ${name} in the ready table:\n${run.output()}`);
@@ -105,7 +125,7 @@ function pidOf(run: DevnetRun, name: string): number {
 }
 
 describe("devnet launcher (pnpm start)", { timeout: TEST_TIMEOUT_MS }, () => {
-  test("starts all five services healthy, and Ctrl-C stops them all with exit 0", async () => {
+  test("starts every service healthy, validators registered, and Ctrl-C stops them all with exit 0", async () => {
     const run = startDevnet();
     await run.waitFor(/tessera devnet ready/);
 
@@ -117,11 +137,23 @@ describe("devnet launcher (pnpm start)", { timeout: TEST_TIMEOUT_MS }, () => {
       await response.body?.cancel();
     }
     assert.match(run.output(), /buf curl --list-services http:\/\/127\.0\.0\.1:\d+/);
+    const registry = SERVICES.find((s) => s.name === "registry");
+    assert.ok(registry);
+    const validators = await listValidatorUrls(serviceUrl(registry, "127.0.0.1", run.portBase));
+    assert.deepEqual(
+      validators,
+      SERVICES.filter((s) => s.env.REGISTRY_ROLE === "validator")
+        .map((s) => serviceUrl(s, "127.0.0.1", run.portBase))
+        .sort(),
+    );
 
     run.child.kill("SIGINT");
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
-    assert.match(run.output(), /tessera devnet stopped: 5 services exited cleanly/);
+    assert.match(
+      run.output(),
+      new RegExp(`tessera devnet stopped: ${SERVICES.length} services exited cleanly`),
+    );
 
     for (const service of SERVICES) {
       const port = servicePort(service, run.portBase);

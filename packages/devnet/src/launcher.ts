@@ -6,6 +6,7 @@ import { type DataDirLock, lockDataDir } from "./data-dir-lock.js";
 import { waitUntilServing } from "./health-check.js";
 import { createLinePrefixer, LAUNCHER_COLOUR } from "./log-prefix.js";
 import { findTakenPorts } from "./port-check.js";
+import { addressVariables } from "./service-keys.js";
 import { type ExitStatus, type ServiceProcess, spawnServiceProcess } from "./service-process.js";
 import {
   DEFAULT_PORT_BASE,
@@ -206,11 +207,12 @@ export function createLauncher(options: LauncherOptions): Launcher {
       const child = spawnServiceProcess({
         name: service.name,
         entry: serviceEntry(service, options.repoRoot),
-        cwd: join(options.repoRoot, "services", service.name),
+        cwd: join(options.repoRoot, "services", service.binary),
         env: {
           ...(options.env ?? process.env),
           ...(colour && { FORCE_COLOR: "1" }),
           ...serviceEnvironment(service, network, services),
+          ...(await addressVariables(service, services, network.dataDir)),
         },
         stdout,
         stderr,

@@ -20,6 +20,9 @@ describe("the service table", () => {
       registry: 7003,
       "compute-node": 7004,
       wallet: 7005,
+      "validator-1": 7006,
+      "validator-2": 7007,
+      "validator-3": 7008,
     });
   });
 

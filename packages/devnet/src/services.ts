@@ -1,20 +1,34 @@
 import { join } from "node:path";
 
-/** A Tessera service: its folder under `services/`, package `@tessera/<name>` and hostname. */
-export type ServiceName = "job-server" | "gateway" | "registry" | "compute-node" | "wallet";
+/** A Tessera service package: its folder under `services/`, package `@tessera/<name>`. */
+export type ServiceBinary = "job-server" | "gateway" | "registry" | "compute-node" | "wallet";
+
+/** The name of one process of the network: a binary's name, or e.g. `validator-1`. */
+export type ServiceName = string;
 
 /** One row of the network table. */
 export interface ServiceDefinition {
   readonly name: ServiceName;
+  /** The service package this process runs (several processes may run one binary). */
+  readonly binary: ServiceBinary;
   /** Added to the port base: with the default base 7000 the service listens on 7000 + offset. */
   readonly portOffset: number;
   /** Services it calls. They start (and are healthy) before it, and it gets their URLs. */
   readonly peers: readonly ServiceName[];
   /** Fixed environment variables of this service besides the common ones. */
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * Variables that carry another process's address (its key's): variable -> process name. The
+   * launcher makes that process's key in its DATA_DIR before anything starts, so e.g. validators
+   * know which registry to trust.
+   */
+  readonly addressOf?: Readonly<Record<string, ServiceName>>;
 }
 
-/** The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004, wallet 7005. */
+/**
+ * The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004,
+ * wallet 7005, validator-1..3 7006-7008.
+ */
 export const DEFAULT_PORT_BASE = 7000;
 
 /**
@@ -23,11 +37,39 @@ export const DEFAULT_PORT_BASE = 7000;
  * (and the streams they hold open to it) are gone before it drains.
  */
 export const SERVICES: readonly ServiceDefinition[] = [
-  { name: "wallet", portOffset: 5, peers: [], env: {} },
-  { name: "registry", portOffset: 3, peers: ["wallet"], env: { REGISTRY_ROLE: "registry" } },
-  { name: "job-server", portOffset: 1, peers: ["wallet", "registry"], env: {} },
-  { name: "gateway", portOffset: 2, peers: ["wallet", "registry"], env: {} },
-  { name: "compute-node", portOffset: 4, peers: ["registry", "job-server", "gateway"], env: {} },
+  { name: "wallet", binary: "wallet", portOffset: 5, peers: [], env: {} },
+  {
+    name: "registry",
+    binary: "registry",
+    portOffset: 3,
+    peers: ["wallet"],
+    env: { REGISTRY_ROLE: "registry", VALIDATOR_QUORUM: "2" },
+  },
+  ...[1, 2, 3].map(
+    (i): ServiceDefinition => ({
+      name: `validator-${i}`,
+      binary: "registry",
+      portOffset: 5 + i,
+      peers: ["registry"],
+      env: { REGISTRY_ROLE: "validator" },
+      addressOf: { TRUSTED_REGISTRIES: "registry", TREASURY_ADDRESS: "registry" },
+    }),
+  ),
+  {
+    name: "job-server",
+    binary: "job-server",
+    portOffset: 1,
+    peers: ["wallet", "registry"],
+    env: {},
+  },
+  { name: "gateway", binary: "gateway", portOffset: 2, peers: ["wallet", "registry"], env: {} },
+  {
+    name: "compute-node",
+    binary: "compute-node",
+    portOffset: 4,
+    peers: ["registry", "job-server", "gateway"],
+    env: {},
+  },
 ];
 
 /** The highest port offset in {@link SERVICES}; a port base must leave room for it. */
@@ -101,7 +143,12 @@ export function serviceLogFile(service: ServiceDefinition, dataDir: string): str
   return join(dataDir, "logs", `${service.name}.log`);
 }
 
-/** The compiled entry point of a service: `<repoRoot>/services/<name>/dist/main.js`. */
+/** The compiled entry point of a service: `<repoRoot>/services/<binary>/dist/main.js`. */
 export function serviceEntry(service: ServiceDefinition, repoRoot: string): string {
-  return join(repoRoot, "services", service.name, "dist", "main.js");
+  return join(repoRoot, "services", service.binary, "dist", "main.js");
+}
+
+/** The key file a service signs with: `<its DATA_DIR>/key.json` (each service's default). */
+export function serviceKeyFile(service: ServiceDefinition, dataDir: string): string {
+  return join(serviceDataDir(service, dataDir), "key.json");
 }
