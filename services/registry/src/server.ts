@@ -73,6 +73,22 @@ export class RegistrySetupError extends Error {
 
 type Cleanup = () => unknown;
 
+/**
+ * Health says NOT_SERVING for `services` (and the server) until `ready` resolves, so a launcher
+ * or load balancer waiting for SERVING waits for the process's start-up work, not just its port.
+ * Set in the same tick the server resolved, so no health check can slip in between.
+ */
+async function servingWhen(
+  server: ServiceServer,
+  services: readonly DescService[],
+  ready: () => Promise<void>,
+): Promise<void> {
+  const names = ["", ...services.map((service) => service.typeName)];
+  for (const name of names) server.health.setStatus(name, "NOT_SERVING");
+  await ready();
+  for (const name of names) server.health.setStatus(name, "SERVING");
+}
+
 /** Wraps `server` so that closing it also releases `cleanups`, in reverse order, after draining. */
 function withCleanups(server: ServiceServer, cleanups: Cleanup[]): ServiceServer {
   return {
@@ -237,9 +253,11 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       onError: (error) => logger.warn({ err: error }, "gossip round failed"),
     });
     cleanups.push(() => gossip.close());
-    await directory.acceptRecord(
-      await sealRegistryRecord({ keyPair, publicUrl, powDifficulty: config.POW_DIFFICULTY }),
-    );
+    await servingWhen(server, registryServicesByRole.registry, async () => {
+      await directory.acceptRecord(
+        await sealRegistryRecord({ keyPair, publicUrl, powDifficulty: config.POW_DIFFICULTY }),
+      );
+    });
     gossip.start();
     logger.info({ address: keyPair.address, treasury, publicUrl }, "registry role ready");
     return withCleanups(server, cleanups);
@@ -301,7 +319,9 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
       ],
     });
     cleanups.unshift(() => server.close());
-    await registerWithRegistry(config, keyPair, registryAddress, config.PUBLIC_URL || server.url);
+    await servingWhen(server, registryServicesByRole.validator, () =>
+      registerWithRegistry(config, keyPair, registryAddress, config.PUBLIC_URL || server.url),
+    );
     logger.info(
       { address: keyPair.address, registry: config.REGISTRY_URL },
       "validator registered",
