@@ -30,7 +30,11 @@ import { requiresSignatureByDefault } from "./requires-signature.js";
  * atomic on SQLite and PostgreSQL).
  */
 export interface NonceHighWaterStore {
-  /** Records `nonce` for `caller` and returns true only if it is above every earlier one. */
+  /**
+   * Records `nonce` for `caller` and returns true only if it is above every earlier one. Calls
+   * are decided in the order they were made (not the order they resolve), so a caller's next
+   * call may be made before the previous one resolved; @tessera/store's store group-commits them.
+   */
   advance(caller: string, nonce: bigint): Promise<boolean>;
 }
 
@@ -205,9 +209,11 @@ export function createVerifyingInterceptor(options: VerifyingInterceptorOptions)
 
     // 8. replay: the only write, after everything else passed, in the caller's arrival order
     await ticket.turn();
-    if (!(await nonceStore.advance(caller, nonce))) {
-      reject(Code.Unauthenticated, "replayed or stale nonce");
-    }
+    // The order is fixed when advance is called, so the caller's next call may go ahead now and
+    // join the same group commit instead of waiting for this one's fsync.
+    const accepted = nonceStore.advance(caller, nonce);
+    ticket.done();
+    if (!(await accepted)) reject(Code.Unauthenticated, "replayed or stale nonce");
     return verified;
   }
 

@@ -355,6 +355,124 @@ function storeSuite(backend: StoreBackend): void {
     );
     assert.equal(await nonces.advance("dave", 42n), true);
   });
+
+  test("nonce store: one caller's 1, 2, 3 in one batch all advance", async () => {
+    const store = await open();
+    const nonces = createNonceStore(store);
+    const results = await Promise.all([1n, 2n, 3n].map((n) => nonces.advance("erin", n)));
+    assert.deepEqual(results, [true, true, true]);
+    assert.equal(await nonces.highWater("erin"), 3n);
+  });
+
+  test("nonce store: 3, 2, 1 in one batch, in that order: only 3 advances", async () => {
+    const store = await open();
+    const nonces = createNonceStore(store);
+    assert.deepEqual(await Promise.all([3n, 2n, 1n].map((n) => nonces.advance("frank", n))), [
+      true,
+      false,
+      false,
+    ]);
+    // And against a stored mark: 4 passes 3, then 4 again and 2 do not, 9 does.
+    assert.deepEqual(await Promise.all([4n, 4n, 2n, 9n].map((n) => nonces.advance("frank", n))), [
+      true,
+      false,
+      false,
+      true,
+    ]);
+    assert.equal(await nonces.highWater("frank"), 9n);
+  });
+
+  test("nonce store: equal nonces in one batch, only the first call wins", async () => {
+    const store = await open();
+    const nonces = createNonceStore(store);
+    assert.deepEqual(await Promise.all([7n, 7n, 7n].map((n) => nonces.advance("gina", n))), [
+      true,
+      false,
+      false,
+    ]);
+    assert.deepEqual(await Promise.all([7n, 8n, 8n].map((n) => nonces.advance("gina", n))), [
+      false,
+      true,
+      false,
+    ]);
+  });
+
+  test("nonce store: callers interleaved in one batch keep their own marks", async () => {
+    const store = await open();
+    const nonces = createNonceStore(store);
+    assert.equal(await nonces.advance("hank", 100n), true);
+    const calls: Array<[string, bigint]> = [
+      ["hank", 50n],
+      ["ivy", 50n],
+      ["hank", 101n],
+      ["ivy", 49n],
+      ["june", 0n],
+      ["hank", 101n],
+    ];
+    const results = await Promise.all(calls.map(([caller, n]) => nonces.advance(caller, n)));
+    assert.deepEqual(results, [false, true, true, false, true, false]);
+    assert.equal(await nonces.highWater("hank"), 101n);
+    assert.equal(await nonces.highWater("ivy"), 50n);
+    assert.equal(await nonces.highWater("june"), 0n);
+  });
+
+  test("nonce store: two nonce stores on one database, exactly one call wins", async () => {
+    const store = await open();
+    const other = await open();
+    const first = createNonceStore(store);
+    const second = createNonceStore(other);
+    for (const nonce of [1n, 2n]) {
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? first : second).advance("kim", nonce)),
+      );
+      assert.equal(results.filter(Boolean).length, 1, `nonce ${nonce}`);
+    }
+    assert.equal(await first.highWater("kim"), 2n);
+    // One call each: both batches are a single upsert, racing on the row.
+    for (const nonce of [1n, 2n]) {
+      const results = await Promise.all([first, second].map((n) => n.advance("lou", nonce)));
+      assert.equal(results.filter(Boolean).length, 1, `lou's nonce ${nonce}`);
+    }
+  });
+
+  test("nonce store: a failed batch rejects every call in it and records none", async () => {
+    const store = await open("nonce_poison");
+    const nonces = createNonceStore(store);
+    assert.equal(await nonces.advance("lee", 1n), true);
+    // A trigger that refuses one caller's row fails the batch's transaction.
+    if (backend.dialect === "sqlite") {
+      await sql`create trigger nonce_poison before insert on nonce_high_water
+        when new.caller = 'poison'
+        begin select raise(abort, 'poisoned caller'); end`.execute(store.db);
+    } else {
+      await sql`create function nonce_poison() returns trigger language plpgsql as $$
+        begin
+          if new.caller = 'poison' then raise exception 'poisoned caller'; end if;
+          return new;
+        end $$`.execute(store.db);
+      await sql`create trigger nonce_poison before insert on nonce_high_water
+        for each row execute function nonce_poison()`.execute(store.db);
+    }
+    const outcomes = await Promise.allSettled([
+      nonces.advance("lee", 2n),
+      nonces.advance("poison", 1n),
+      nonces.advance("mia", 1n),
+    ]);
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ["rejected", "rejected", "rejected"],
+    );
+    for (const outcome of outcomes) {
+      assert.match(String((outcome as PromiseRejectedResult).reason), /poisoned caller/);
+    }
+    assert.equal(await nonces.highWater("lee"), 1n, "nothing of the batch was committed");
+    assert.equal(await nonces.highWater("mia"), undefined);
+    // The next batch commits as usual.
+    assert.deepEqual(await Promise.all([nonces.advance("lee", 2n), nonces.advance("mia", 1n)]), [
+      true,
+      true,
+    ]);
+  });
 }
 
 await describeEachStore("store", storeSuite);
