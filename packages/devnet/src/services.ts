@@ -15,6 +15,11 @@ export interface ServiceDefinition {
   readonly portOffset: number;
   /** Services it calls. They start (and are healthy) before it, and it gets their URLs. */
   readonly peers: readonly ServiceName[];
+  /**
+   * Services it calls only later, on demand (the wallet reads the registry's validator set when an
+   * escrow is released): it gets their URLs but does not wait for them, which breaks the cycle.
+   */
+  readonly laterPeers?: readonly ServiceName[];
   /** Fixed environment variables of this service besides the common ones. */
   readonly env: Readonly<Record<string, string>>;
   /**
@@ -37,7 +42,16 @@ export const DEFAULT_PORT_BASE = 7000;
  * (and the streams they hold open to it) are gone before it drains.
  */
 export const SERVICES: readonly ServiceDefinition[] = [
-  { name: "wallet", binary: "wallet", portOffset: 5, peers: [], env: {} },
+  {
+    name: "wallet",
+    binary: "wallet",
+    portOffset: 5,
+    peers: [],
+    laterPeers: ["registry"],
+    // A development network: the faucet funds test accounts; the registry may read any balance.
+    env: { FAUCET_ENABLED: "true" },
+    addressOf: { READERS: "registry" },
+  },
   {
     name: "registry",
     binary: "registry",
@@ -125,7 +139,7 @@ export function serviceEnvironment(
     LOG_FORMAT: network.logFormat,
     SHUTDOWN_GRACE_MS: String(network.shutdownGraceMs),
   };
-  for (const peerName of service.peers) {
+  for (const peerName of [...service.peers, ...(service.laterPeers ?? [])]) {
     const peer = services.find((s) => s.name === peerName);
     if (peer === undefined) throw new Error(`${service.name}: unknown peer ${peerName}`);
     env[peerUrlVariable(peerName)] = serviceUrl(peer, network.host, network.portBase);

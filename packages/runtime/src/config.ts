@@ -115,6 +115,20 @@ export function bool(opts?: { default?: boolean; doc?: string }): VarSpec<boolea
   });
 }
 
+/** A comma-separated list of strings; blanks around and between items are dropped. Default empty. */
+export function list(opts?: { doc?: string }): VarSpec<readonly string[]> {
+  return varSpec("comma-separated list", { default: Object.freeze([]), ...opts }, (raw) =>
+    ok(
+      Object.freeze(
+        raw
+          .split(",")
+          .map((item) => item.trim())
+          .filter((item) => item.length > 0),
+      ),
+    ),
+  );
+}
+
 /** One of a fixed set of strings (exact match). */
 export function oneOf<T extends string>(
   values: readonly T[],
@@ -213,7 +227,8 @@ export const serverConfigSpec = Object.freeze({
 /** A markdown table of the variables in `spec`: name, type, default, description. */
 export function describeConfig(spec: ConfigSpec): string {
   const rows = Object.entries(spec).map(([name, v]) => {
-    const def = v.default === undefined ? "(required)" : `\`${String(v.default)}\``;
+    const text = String(v.default);
+    const def = v.default === undefined ? "(required)" : text === "" ? "(empty)" : `\`${text}\``;
     return `| \`${name}\` | ${v.type} | ${def} | ${v.doc ?? ""} |`;
   });
   return ["| Variable | Type | Default | Description |", "|---|---|---|---|", ...rows].join("\n");

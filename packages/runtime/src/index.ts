@@ -5,6 +5,7 @@ export {
   type ConfigSpec,
   describeConfig,
   int,
+  list,
   loadConfigOrExit,
   oneOf,
   parseConfig,

@@ -1,4 +1,13 @@
-import { type ConfigOf, int, oneOf, port, serverConfigSpec, str, url } from "@tessera/runtime";
+import {
+  type ConfigOf,
+  int,
+  list,
+  oneOf,
+  port,
+  serverConfigSpec,
+  str,
+  url,
+} from "@tessera/runtime";
 
 /** Environment variables of the registry binary, in either role. Empty text means "not set". */
 export const registryConfigSpec = {
@@ -90,12 +99,10 @@ export const registryConfigSpec = {
     default: "0",
     doc: "Validator role: the stake (base units) this validator registers with",
   }),
-  TRUSTED_REPORTERS: str({
-    default: "",
+  TRUSTED_REPORTERS: list({
     doc: "Comma-separated addresses (job servers) allowed to report node events and ask for validation",
   }),
-  TRUSTED_REGISTRIES: str({
-    default: "",
+  TRUSTED_REGISTRIES: list({
     doc: "Validator role: comma-separated registry addresses allowed to ask this validator to sign (required)",
   }),
   REGISTRY_URL: url({
@@ -115,11 +122,3 @@ export const registryConfigSpec = {
 
 /** The registry's parsed, frozen configuration. */
 export type RegistryConfig = ConfigOf<typeof registryConfigSpec>;
-
-/** Splits a comma-separated list, dropping blanks. */
-export function listOf(text: string): string[] {
-  return text
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item.length > 0);
-}

@@ -26,7 +26,7 @@ import {
   nonceStoreMigrations,
   openStore,
 } from "@tessera/store";
-import { listOf, type RegistryConfig } from "./config.js";
+import type { RegistryConfig } from "./config.js";
 import { createDirectory } from "./directory/directory.js";
 import { registryMigrations } from "./directory/migrations.js";
 import { createOfflineSweeper } from "./directory/offline-sweeper.js";
@@ -166,7 +166,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       strikesPerBan: config.STRIKES_PER_BAN,
       minValidatorStake: BigInt(config.VALIDATOR_MIN_STAKE),
       // The registry reports validation verdicts about nodes itself.
-      trustedReporters: [keyPair.address, ...listOf(config.TRUSTED_REPORTERS)],
+      trustedReporters: [keyPair.address, ...config.TRUSTED_REPORTERS],
       isKnownReporter: (address) => subnets.isSubnetGateway(address),
     });
     const sweeper = createOfflineSweeper({
@@ -189,7 +189,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
         subnets,
         quorum: config.VALIDATOR_QUORUM,
         registryAddress: keyPair.address,
-        trustedRouters: listOf(config.TRUSTED_REPORTERS),
+        trustedRouters: config.TRUSTED_REPORTERS,
       }),
       approvals: createApprovalStore(store),
       policy,
@@ -268,7 +268,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
 }
 
 async function startValidatorRole(config: RegistryConfig, logger: Logger): Promise<ServiceServer> {
-  const trustedRegistries = listOf(config.TRUSTED_REGISTRIES);
+  const trustedRegistries = config.TRUSTED_REGISTRIES;
   const problems = [
     ...(trustedRegistries.length === 0
       ? ["TRUSTED_REGISTRIES: required in the validator role"]

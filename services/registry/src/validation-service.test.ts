@@ -16,6 +16,7 @@ import { createSigningInterceptor, createVerifyingInterceptor } from "@tessera/a
 import { sha256 } from "@tessera/identity/hash";
 import { generateKeyPair, type KeyPair } from "@tessera/identity/keys";
 import { sealNodeRecord } from "@tessera/identity/node-record";
+import { verifyValidationBundle } from "@tessera/identity/validation-bundle";
 import {
   NodeRecordSchema,
   NodeType,
@@ -50,7 +51,6 @@ import { PROTOCOL_VERSION } from "./validation/protocol-version.js";
 import { computeRecord, inferenceWork, signedCompletion } from "./validation/test-fixtures.js";
 import { createValidationEngine, type ValidationEngine } from "./validation/validation-engine.js";
 import { createValidatorSigner } from "./validation/validator-signer.js";
-import { verifyValidationBundle } from "./validation/verify-bundle.js";
 import { createValidationService, createValidatorCaller } from "./validation-service.js";
 import {
   authorizeTrustedRegistries,

@@ -17,6 +17,10 @@ import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import { isAddress } from "@tessera/identity/address";
 import { bytesEqual, sha256, toHex } from "@tessera/identity/hash";
 import {
+  verifyComputeCompletion,
+  verifyValidationBundle,
+} from "@tessera/identity/validation-bundle";
+import {
   type CompletionTerms,
   CompletionTermsSchema,
   type ComputeCompletion,
@@ -25,7 +29,6 @@ import {
   type PreprocessingValidation,
 } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { ExecutionEvidence } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
-import { verifyComputeCompletion } from "./compute-completion.js";
 import { ValidationError } from "./errors.js";
 import type { CompletionExecutorRegistry } from "./executors.js";
 import { paymentTreeDifference } from "./payment-tree.js";
@@ -33,7 +36,6 @@ import type { ValidationPolicy } from "./policy.js";
 import { PROTOCOL_VERSION, protocolVersionProblem } from "./protocol-version.js";
 import { routeDifference } from "./route.js";
 import type { ValidatorSet } from "./sources.js";
-import { verifyValidationBundle } from "./verify-bundle.js";
 
 /** The verdict on a piece of finished work. */
 export interface CompletionVerdict {

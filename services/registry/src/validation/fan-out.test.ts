@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import type { KeyPair } from "@tessera/identity/keys";
+import { signTerms } from "@tessera/identity/validation-bundle";
 import { PreprocessingTermsSchema } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { ValidatorInfo } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { gatherSignatures, QuorumNotReachedError, type ValidatorReply } from "./fan-out.js";
 import type { ValidatorEvent } from "./sources.js";
 import { keyPairs, validatorInfo } from "./test-fixtures.js";
-import { signTerms } from "./verify-bundle.js";
 
 const terms = create(PreprocessingTermsSchema, { requestId: "task-1", modelId: "m" });
 const otherTerms = create(PreprocessingTermsSchema, { requestId: "task-2", modelId: "m" });

@@ -13,11 +13,12 @@
  * - The caller's signal cancels the calls still running before the outcome; cancelled validators
  *   are not penalized.
  */
+
+import { type SignedTerms, verifyValidatorSignature } from "@tessera/identity/validation-bundle";
 import type { ValidatorSignature } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { ValidatorInfo } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { ValidationError } from "./errors.js";
 import type { ValidatorEvent } from "./sources.js";
-import { type SignedTerms, verifyValidatorSignature } from "./verify-bundle.js";
 
 /** A validator's answer to one proposal, as the transport adapter saw it. */
 export type ValidatorReply =

@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { generateKeyPair, type KeyPair } from "@tessera/identity/keys";
 import { sealNodeRecord } from "@tessera/identity/node-record";
+import { signComputeCompletion } from "@tessera/identity/validation-bundle";
 import {
   type ComputeCompletion,
   ComputeCompletionSchema,
@@ -26,7 +27,6 @@ import {
   WorkDescriptionSchema,
   WorkKind,
 } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
-import { signComputeCompletion } from "./compute-completion.js";
 import { PROTOCOL_VERSION } from "./protocol-version.js";
 import type { ValidationSources } from "./sources.js";
 

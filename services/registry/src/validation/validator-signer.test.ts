@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { sha256 } from "@tessera/identity/hash";
 import { generateKeyPair } from "@tessera/identity/keys";
+import { signTerms, verifyValidatorSignature } from "@tessera/identity/validation-bundle";
 import { PreprocessingValidationSchema } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import {
   SubnetMetadataSchema,
@@ -33,7 +34,6 @@ import {
   validatorInfo,
 } from "./test-fixtures.js";
 import { createValidatorSigner } from "./validator-signer.js";
-import { signTerms, verifyValidatorSignature } from "./verify-bundle.js";
 
 const validators = keyPairs(3);
 const [self, second] = validators as [(typeof validators)[0], (typeof validators)[0]];

@@ -6,6 +6,7 @@
  * first failed check instead.
  */
 import type { KeyPair } from "@tessera/identity/keys";
+import { signTerms } from "@tessera/identity/validation-bundle";
 import type { ValidatorSignature } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type {
   SignCompletionRequest,
@@ -18,7 +19,6 @@ import type { ValidationPolicy } from "./policy.js";
 import { checkPreprocessingTerms } from "./preprocessing.js";
 import { protocolVersionProblem } from "./protocol-version.js";
 import type { ValidationSources } from "./sources.js";
-import { signTerms } from "./verify-bundle.js";
 
 /** Options of {@link createValidatorSigner}. */
 export interface ValidatorSignerOptions {

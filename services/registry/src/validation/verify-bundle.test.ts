@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { sha256 } from "@tessera/identity/hash";
 import { generateKeyPair } from "@tessera/identity/keys";
+import { signTerms, verifyValidationBundle } from "@tessera/identity/validation-bundle";
 import {
   CompletionValidationSchema,
   PreprocessingValidationSchema,
@@ -20,7 +21,6 @@ import {
   NOW,
   signedCompletion,
 } from "./test-fixtures.js";
-import { signTerms, verifyValidationBundle } from "./verify-bundle.js";
 
 const validators = keyPairs(5);
 const addresses = validators.map((v) => v.address);
