@@ -52,7 +52,11 @@ describe("tessera wallet against the real wallet process", () => {
     await keystore.create("nobody");
     wallet = await spawnService({
       entry: walletEntry,
-      env: { DATA_DIR: join(dir, "wallet"), GENESIS: `${alice.address}=${MAX_AMOUNT}` },
+      env: {
+        DATA_DIR: join(dir, "wallet"),
+        GENESIS: `${alice.address}=${MAX_AMOUNT}`,
+        FAUCET_ENABLED: "true",
+      },
     });
     walletAddress = loggedAddress(wallet);
     env = {
@@ -240,6 +244,16 @@ describe("tessera wallet against the real wallet process", () => {
     const missing = await tessera(["wallet", "escrow", "show", "no-such", "--key", "alice"]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^tessera: error: not_found: [^\n]+\n$/);
+  });
+
+  it("faucet mints to the key's own address on a development wallet", { skip }, async () => {
+    const run = await tessera(["wallet", "faucet", "--key", "nobody", "--amount", "5"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await balanceOf("nobody")).available, "5");
+    const again = await tessera(["wallet", "faucet", "--key", "nobody", "--amount", "0"]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /^tessera: error: /);
+    assert.equal((await balanceOf("nobody")).available, "5");
   });
 
   it("no money was made or lost by anything the CLI did", { skip }, async () => {

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { TransactionKind } from "@tessera/proto/tessera/wallet/v1/wallet_pb.js";
 import {
+  FaucetResponseSchema,
   GetBalanceResponseSchema,
   GetEscrowResponseSchema,
   GetTransactionHistoryResponseSchema,
@@ -174,6 +175,47 @@ export function registerWalletCommands(program: Command, context: CliContext): v
         throw new CliError(
           `the wallet answered without the transaction (transfer id ${transferId})`,
         );
+      }
+    });
+
+  connection(
+    wallet
+      .command("faucet")
+      .description("development networks only: mint base units to your key's address (signed)")
+      .requiredOption("--key <name>", "the key whose address receives the money")
+      .requiredOption("--amount <base units>", "how much, a whole number of base units"),
+  )
+    .option("--id <faucet id>", "client-chosen id (default: a new UUID, printed)")
+    .option("--password-stdin", "read the key's password from stdin")
+    .addHelpText(
+      "after",
+      "\nThe wallet answers unimplemented unless it runs with FAUCET_ENABLED=true (pnpm start does).",
+    )
+    .action(async (options: TransferOptions) => {
+      const amount = parseAmount(options.amount);
+      const transferId = options.id === undefined ? randomUUID() : parseClientId(options.id);
+      const target = await resolveWalletAddress({
+        option: options.walletAddress,
+        env: context.env,
+      });
+      const keyPair = await loadSigningKey(context, options.key ?? "", options);
+      const response = await withServiceClient(
+        WalletService,
+        { baseUrl: resolveWalletUrl(options.walletUrl, context.env), signer: { keyPair, target } },
+        (client) =>
+          client.faucet({
+            protocolVersion: CLI_PROTOCOL_VERSION,
+            transferId,
+            address: keyPair.address,
+            amount,
+          }),
+      );
+      if (options.json) {
+        context.stdout.write(formatJson(FaucetResponseSchema, response));
+      } else if (response.transaction) {
+        context.stdout.write(formatTransfer(response.transaction));
+      } else {
+        throw new CliError(`the wallet answered without the transaction (faucet id ${transferId})`);
       }
     });
 
