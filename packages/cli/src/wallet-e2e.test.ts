@@ -12,7 +12,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { generateKeyPair, type KeyPair } from "@tessera/identity/keys";
 import { createKeystore } from "@tessera/identity/keystore";
 import { WalletService } from "@tessera/proto/tessera/wallet/v1/wallet_service_pb.js";
-import { type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
+import { loggedAddress, type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
 import { withServiceClient } from "./clients.js";
 import { CLI_PROTOCOL_VERSION } from "./protocol-version.js";
 import { runInProcess } from "./test-cli-context.js";
@@ -25,15 +25,6 @@ const skip = existsSync(walletEntry)
 
 /** 2^64 - 1: the most the wallet holds in one amount; far beyond what a JS number keeps exact. */
 const MAX_AMOUNT = "18446744073709551615";
-
-/** The address the wallet logged when it loaded its key (clients sign to it). */
-function loggedAddress(service: SpawnedService): string {
-  for (const line of service.lines) {
-    const record = JSON.parse(line) as { msg?: string; address?: string };
-    if (record.msg === "key loaded" && record.address) return record.address;
-  }
-  throw new Error(`no "key loaded" line:\n${service.lines.join("\n")}`);
-}
 
 describe("tessera wallet against the real wallet process", () => {
   let dir: string;

@@ -50,6 +50,11 @@ export interface ServiceServerOptions {
   routes: (router: ConnectRouter) => void;
   /** Extra interceptors, run inside the runtime's own (deadline, error capture). */
   interceptors?: Interceptor[];
+  /**
+   * Releases what the service holds (stores, loops, client sessions) once the server has drained
+   * and every connection is closed: close() resolves after it. Runs once.
+   */
+  onClosed?: () => Promise<void> | void;
 }
 
 /** A running server. */
@@ -164,6 +169,7 @@ export async function startServiceServer(opts: ServiceServerOptions): Promise<Se
     await waitAtMost(listener.idle(), abortFlushMs);
     listener.destroy();
     await listener.closed;
+    await opts.onClosed?.();
     logger.info("closed");
   };
 

@@ -82,3 +82,16 @@ function listeningUrl(line: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The address a service logged when it loaded its key (the "key loaded" line every keyed service
+ * writes at start); clients sign their requests to it.
+ */
+export function loggedAddress(service: SpawnedService): string {
+  for (const line of service.lines) {
+    if (!line.startsWith("{")) continue;
+    const record = JSON.parse(line) as { msg?: string; address?: string };
+    if (record.msg === "key loaded" && record.address) return record.address;
+  }
+  throw new Error(`no "key loaded" line:\n${service.lines.join("\n")}`);
+}

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { RegistryService } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { createClosableGrpcTransport } from "@tessera/testkit/grpc-clients";
-import { type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
+import { loggedAddress, type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
 import { standaloneServiceSuite } from "@tessera/testkit/standalone-service-suite";
 import { registryServicesByRole } from "./server.js";
 import { PROTOCOL_VERSION } from "./validation/protocol-version.js";
@@ -17,15 +17,6 @@ const dataDir = await mkdtemp(join(tmpdir(), "registry-main-"));
 after(() => rm(dataDir, { recursive: true, force: true }));
 // A low proof-of-work difficulty keeps start-up fast; the rule itself is tested in the directory.
 const common = { POW_DIFFICULTY: "4", GOSSIP_INTERVAL_MS: "600000" };
-
-/** The address a process logged when it loaded its key. */
-function loggedAddress(service: SpawnedService): string {
-  for (const line of service.lines) {
-    const record = JSON.parse(line) as { msg?: string; address?: string };
-    if (record.msg === "key loaded" && record.address) return record.address;
-  }
-  throw new Error(`no "key loaded" line:\n${service.lines.join("\n")}`);
-}
 
 describe("registry binary in the registry role", () => {
   standaloneServiceSuite({

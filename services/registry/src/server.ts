@@ -71,7 +71,18 @@ export class RegistrySetupError extends Error {
   override readonly name = "RegistrySetupError";
 }
 
-type Cleanup = () => unknown;
+/** Things to release, last added first; `run` releases them once. */
+function createCleanups() {
+  const pending: (() => unknown)[] = [];
+  return {
+    add(cleanup: () => unknown) {
+      pending.push(cleanup);
+    },
+    async run() {
+      for (const cleanup of pending.splice(0).reverse()) await cleanup();
+    },
+  };
+}
 
 /**
  * Health says NOT_SERVING for `services` (and the server) until `ready` resolves, so a launcher
@@ -87,20 +98,6 @@ async function servingWhen(
   for (const name of names) server.health.setStatus(name, "NOT_SERVING");
   await ready();
   for (const name of names) server.health.setStatus(name, "SERVING");
-}
-
-/** Wraps `server` so that closing it also releases `cleanups`, in reverse order, after draining. */
-function withCleanups(server: ServiceServer, cleanups: Cleanup[]): ServiceServer {
-  return {
-    port: server.port,
-    url: server.url,
-    health: server.health,
-    shutdownGraceMs: server.shutdownGraceMs,
-    async close() {
-      await server.close();
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    },
-  };
 }
 
 async function serviceKey(config: RegistryConfig, logger: Logger): Promise<KeyPair> {
@@ -137,7 +134,9 @@ export function startRegistryServer(
 }
 
 async function startRegistryRole(config: RegistryConfig, logger: Logger): Promise<ServiceServer> {
-  const cleanups: Cleanup[] = [];
+  const cleanups = createCleanups();
+  // Once the server runs, closing it drains and then runs the cleanups (onClosed).
+  let server: ServiceServer | undefined;
   try {
     const keyPair = await serviceKey(config, logger);
     const treasury = config.TREASURY_ADDRESS || keyPair.address;
@@ -156,7 +155,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       },
       logger,
     });
-    cleanups.push(() => store.close());
+    cleanups.add(() => store.close());
     const subnets = createSubnets({ store, feeAddress: treasury });
     const directory = createDirectory({
       store,
@@ -174,7 +173,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       intervalMs: config.HEARTBEAT_INTERVAL_MS,
       onError: (error) => logger.warn({ err: error }, "offline sweep failed"),
     });
-    cleanups.push(() => sweeper.close());
+    cleanups.add(() => sweeper.close());
 
     const nonceSource = createNonceSource();
     const validatorCaller = createValidatorCaller({
@@ -182,7 +181,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       nonceSource,
       timeoutMs: config.VALIDATOR_TIMEOUT_MS,
     });
-    cleanups.push(() => validatorCaller.close());
+    cleanups.add(() => validatorCaller.close());
     const engine = createValidationEngine({
       sources: createDirectorySources({
         directory,
@@ -198,15 +197,16 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       onBackgroundError: (error) =>
         logger.warn({ err: error }, "validation background task failed"),
     });
-    cleanups.push(() => engine.idle());
+    cleanups.add(() => engine.idle());
 
     // The metagraph needs the URL the server ends up listening on; until it exists (a few ms
     // during start), Gossip answers unavailable.
     let metagraphService: ServiceImpl<typeof MetagraphService> | undefined;
-    const server = await startServiceServer({
+    server = await startServiceServer({
       service: "registry",
       logger,
       ...serverOptionsFromConfig(config),
+      onClosed: cleanups.run,
       files: registryServicesByRole.registry.map((service) => service.file),
       routes: (router) => {
         router.service(
@@ -245,14 +245,14 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
     });
     metagraphService = createMetagraphService({ metagraph });
     const gossipCaller = createGossipCaller({ keyPair, nonceSource });
-    cleanups.push(() => gossipCaller.close());
+    cleanups.add(() => gossipCaller.close());
     const gossip = createGossipLoop({
       metagraph,
       call: gossipCaller.call,
       intervalMs: config.GOSSIP_INTERVAL_MS,
       onError: (error) => logger.warn({ err: error }, "gossip round failed"),
     });
-    cleanups.push(() => gossip.close());
+    cleanups.add(() => gossip.close());
     await servingWhen(server, registryServicesByRole.registry, async () => {
       await directory.acceptRecord(
         await sealRegistryRecord({ keyPair, publicUrl, powDifficulty: config.POW_DIFFICULTY }),
@@ -260,9 +260,9 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
     });
     gossip.start();
     logger.info({ address: keyPair.address, treasury, publicUrl }, "registry role ready");
-    return withCleanups(server, cleanups);
+    return server;
   } catch (error) {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    await (server ? server.close() : cleanups.run());
     throw error;
   }
 }
@@ -283,7 +283,9 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
   if (problems.length > 0) throw new RegistrySetupError(problems.join("; "));
   const registryAddress = trustedRegistries[0] as string;
 
-  const cleanups: Cleanup[] = [];
+  const cleanups = createCleanups();
+  // Once the server runs, closing it drains and then runs the cleanups (onClosed).
+  let server: ServiceServer | undefined;
   try {
     const keyPair = await serviceKey(config, logger);
     const store = await openStore<NonceStoreTables>({
@@ -293,18 +295,19 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
       migrations: nonceStoreMigrations,
       logger,
     });
-    cleanups.push(() => store.close());
+    cleanups.add(() => store.close());
     const sources = createRegistryReadSources({ registryUrl: config.REGISTRY_URL });
-    cleanups.push(() => sources.close());
+    cleanups.add(() => sources.close());
     const signer = createValidatorSigner({
       keyPair,
       sources,
       policy: policyOf(config, config.TREASURY_ADDRESS),
     });
-    const server = await startServiceServer({
+    server = await startServiceServer({
       service: "validator",
       logger,
       ...serverOptionsFromConfig(config),
+      onClosed: cleanups.run,
       files: registryServicesByRole.validator.map((service) => service.file),
       routes: (router) => {
         router.service(ValidatorService, createValidatorService({ signer, trustedRegistries }));
@@ -318,18 +321,17 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
         }),
       ],
     });
-    cleanups.unshift(() => server.close());
+    const publicUrl = config.PUBLIC_URL || server.url;
     await servingWhen(server, registryServicesByRole.validator, () =>
-      registerWithRegistry(config, keyPair, registryAddress, config.PUBLIC_URL || server.url),
+      registerWithRegistry(config, keyPair, registryAddress, publicUrl),
     );
     logger.info(
       { address: keyPair.address, registry: config.REGISTRY_URL },
       "validator registered",
     );
-    cleanups.shift();
-    return withCleanups(server, cleanups);
+    return server;
   } catch (error) {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    await (server ? server.close() : cleanups.run());
     throw error;
   }
 }

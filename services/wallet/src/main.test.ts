@@ -9,7 +9,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { createSigningInterceptor } from "@tessera/auth";
 import { generateKeyPair, type KeyPair } from "@tessera/identity/keys";
 import { WalletService } from "@tessera/proto/tessera/wallet/v1/wallet_service_pb.js";
-import { type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
+import { loggedAddress, type SpawnedService, spawnService } from "@tessera/testkit/spawn-service";
 import { standaloneServiceSuite } from "@tessera/testkit/standalone-service-suite";
 import { walletServices } from "./server.js";
 
@@ -27,15 +27,6 @@ describe("wallet process", () => {
   });
 });
 
-/** The address the wallet logged when it loaded its key (clients sign to it). */
-function walletAddress(service: SpawnedService): string {
-  for (const line of service.lines) {
-    const record = JSON.parse(line) as { msg?: string; address?: string };
-    if (record.msg === "key loaded" && record.address) return record.address;
-  }
-  throw new Error(`no "key loaded" line:\n${service.lines.join("\n")}`);
-}
-
 function signedClient(wallet: SpawnedService, key: KeyPair) {
   const session = new Http2SessionManager(wallet.url);
   const client = createClient(
@@ -43,7 +34,7 @@ function signedClient(wallet: SpawnedService, key: KeyPair) {
     createGrpcTransport({
       baseUrl: wallet.url,
       sessionManager: session,
-      interceptors: [createSigningInterceptor({ keyPair: key, target: walletAddress(wallet) })],
+      interceptors: [createSigningInterceptor({ keyPair: key, target: loggedAddress(wallet) })],
     }),
   );
   return { client, close: () => session.abort() };

@@ -99,6 +99,7 @@ export async function startWalletServer(
       routes: (router) => {
         router.service(WalletService, createWalletService({ ledger }));
       },
+      onClosed: release,
       interceptors: [
         createVerifyingInterceptor({
           selfAddress: keyPair.address,
@@ -107,16 +108,7 @@ export async function startWalletServer(
       ],
     });
     logger.info({ address: keyPair.address, faucet: config.FAUCET_ENABLED }, "wallet ready");
-    return {
-      port: server.port,
-      url: server.url,
-      health: server.health,
-      shutdownGraceMs: server.shutdownGraceMs,
-      async close() {
-        await server.close();
-        await release();
-      },
-    };
+    return server;
   } catch (error) {
     await release();
     throw error;
