@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { SERVICES, serviceEnvironment, servicePort } from "./services.js";
+import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
+import { addressVariables } from "./service-keys.js";
+import {
+  DEVNET_VALIDATOR_FUNDS,
+  SERVICES,
+  serviceEnvironment,
+  serviceKeyFile,
+  servicePort,
+} from "./services.js";
 
 const network = {
   host: "127.0.0.1",
@@ -51,5 +62,44 @@ describe("the service table", () => {
     const registry = SERVICES.find((s) => s.name === "registry");
     assert.ok(registry);
     assert.equal(serviceEnvironment(registry, network).REGISTRY_ROLE, "registry");
+  });
+
+  test("funds the validators at genesis so they can lock a stake of at least the registry's minimum", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "devnet-keys-"));
+    try {
+      const byName = (name: string) => {
+        const service = SERVICES.find((s) => s.name === name);
+        assert.ok(service, name);
+        return service;
+      };
+      const addressOf = async (name: string) =>
+        (await loadOrCreateServiceKey({ path: serviceKeyFile(byName(name), dataDir), name }))
+          .keyPair.address;
+      const wallet = await addressVariables(byName("wallet"), SERVICES, dataDir);
+      const validators = SERVICES.filter((s) => s.env.REGISTRY_ROLE === "validator");
+      assert.equal(validators.length, 3);
+      const funded = await Promise.all(
+        validators.map(async (v) => `${await addressOf(v.name)}=${DEVNET_VALIDATOR_FUNDS}`),
+      );
+      assert.deepEqual(wallet.GENESIS?.split(","), funded);
+      assert.equal(wallet.READERS, await addressOf("registry"));
+
+      const walletAddress = await addressOf("wallet");
+      const minimum = BigInt(byName("registry").env.VALIDATOR_MIN_STAKE ?? "0");
+      assert.ok(minimum > 0n, "the devnet registry asks validators for a stake");
+      assert.equal(
+        (await addressVariables(byName("registry"), SERVICES, dataDir)).WALLET_ADDRESS,
+        walletAddress,
+      );
+      for (const validator of validators) {
+        const stake = BigInt(validator.env.VALIDATOR_STAKE ?? "0");
+        assert.ok(stake >= minimum && stake <= DEVNET_VALIDATOR_FUNDS, validator.name);
+        const env = await addressVariables(validator, SERVICES, dataDir);
+        assert.equal(env.WALLET_ADDRESS, walletAddress);
+        assert.ok(serviceEnvironment(validator, network).WALLET_URL, "validators reach the wallet");
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

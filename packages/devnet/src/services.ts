@@ -23,12 +23,30 @@ export interface ServiceDefinition {
   /** Fixed environment variables of this service besides the common ones. */
   readonly env: Readonly<Record<string, string>>;
   /**
-   * Variables that carry another process's address (its key's): variable -> process name. The
-   * launcher makes that process's key in its DATA_DIR before anything starts, so e.g. validators
-   * know which registry to trust.
+   * Variables that carry other processes' addresses (their keys'): variable -> a process name,
+   * or an {@link AddressList} of several. The launcher makes those processes' keys in their
+   * DATA_DIRs before anything starts, so e.g. validators know which registry to trust.
    */
-  readonly addressOf?: Readonly<Record<string, ServiceName>>;
+  readonly addressOf?: Readonly<Record<string, ServiceName | AddressList>>;
 }
+
+/**
+ * Several processes' addresses in one variable: `<address><suffix>` for each, comma-separated,
+ * e.g. the wallet's GENESIS `tsr1…=1000,tsr1…=1000`.
+ */
+export interface AddressList {
+  readonly each: readonly ServiceName[];
+  /** Written after each address; default none. */
+  readonly suffix?: string;
+}
+
+/** The stake each devnet validator locks in the wallet (base units); also the registry's minimum. */
+export const DEVNET_VALIDATOR_STAKE = 100_000_000n;
+
+/** What each devnet validator is given at genesis: enough for ten stakes (re-registrations). */
+export const DEVNET_VALIDATOR_FUNDS = 10n * DEVNET_VALIDATOR_STAKE;
+
+const VALIDATORS: readonly ServiceName[] = ["validator-1", "validator-2", "validator-3"];
 
 /**
  * The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004,
@@ -48,25 +66,38 @@ export const SERVICES: readonly ServiceDefinition[] = [
     portOffset: 5,
     peers: [],
     laterPeers: ["registry"],
-    // A development network: the faucet funds test accounts; the registry may read any balance.
+    // A development network: the faucet funds test accounts; the registry may read any balance
+    // (subnet fee payments); the validators start with the money for their stakes.
     env: { FAUCET_ENABLED: "true" },
-    addressOf: { READERS: "registry" },
+    addressOf: {
+      READERS: "registry",
+      GENESIS: { each: VALIDATORS, suffix: `=${DEVNET_VALIDATOR_FUNDS}` },
+    },
   },
   {
     name: "registry",
     binary: "registry",
     portOffset: 3,
     peers: ["wallet"],
-    env: { REGISTRY_ROLE: "registry", VALIDATOR_QUORUM: "2" },
+    env: {
+      REGISTRY_ROLE: "registry",
+      VALIDATOR_QUORUM: "2",
+      VALIDATOR_MIN_STAKE: String(DEVNET_VALIDATOR_STAKE),
+    },
+    addressOf: { WALLET_ADDRESS: "wallet" },
   },
-  ...[1, 2, 3].map(
-    (i): ServiceDefinition => ({
-      name: `validator-${i}`,
+  ...VALIDATORS.map(
+    (name, i): ServiceDefinition => ({
+      name,
       binary: "registry",
-      portOffset: 5 + i,
-      peers: ["registry"],
-      env: { REGISTRY_ROLE: "validator" },
-      addressOf: { TRUSTED_REGISTRIES: "registry", TREASURY_ADDRESS: "registry" },
+      portOffset: 6 + i,
+      peers: ["wallet", "registry"],
+      env: { REGISTRY_ROLE: "validator", VALIDATOR_STAKE: String(DEVNET_VALIDATOR_STAKE) },
+      addressOf: {
+        TRUSTED_REGISTRIES: "registry",
+        TREASURY_ADDRESS: "registry",
+        WALLET_ADDRESS: "wallet",
+      },
     }),
   ),
   {

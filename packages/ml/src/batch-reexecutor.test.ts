@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { resultHash, resultManifest } from "@tessera/identity/result-manifest";
 import { type ContentRef, ContentRefSchema } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import { JobSchema, JobType } from "@tessera/proto/tessera/job/v1/job_pb.js";
 import { ExecutionEvidenceSchema } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
@@ -16,7 +17,6 @@ import {
 import { digestFile } from "./files.js";
 import { exportOnnx } from "./onnx-export.js";
 import { createRandom } from "./random.js";
-import { manifestHash, manifestText } from "./result-manifest.js";
 import { runJob } from "./run-job.js";
 import { validateSequentialModel } from "./sequential-model.js";
 import { blobsCsv, gaussianBlobs, jobSpec } from "./test-fixtures.js";
@@ -134,16 +134,16 @@ async function taskFor(
     },
     result: { jobId, artifacts: results, finalMetrics: options.finalMetrics ?? {} },
   });
-  const manifest = manifestText(results.map((r) => ({ name: r.name, digest: r.content.digest })));
-  assert.ok("text" in manifest);
+  const entries = results.map((r) => ({ name: r.name, digest: r.content.digest }));
+  const manifest = resultManifest(entries);
   return {
     requestId: jobId,
     modelId: "blobs",
     subnetId: 0n,
     computeNodeAddress: "tsr1node",
-    resultHash: options.signedHash ?? manifestHash(manifest.text),
+    resultHash: options.signedHash ?? resultHash(entries),
     evidence: create(ExecutionEvidenceSchema, {
-      result: { case: "resultData", value: new TextEncoder().encode(manifest.text) },
+      result: { case: "resultData", value: new TextEncoder().encode(manifest) },
       resultMediaType: "text/vnd.tessera.result-manifest",
       input: { case: "inputData", value: toBinary(JobSchema, job) },
       inputMediaType: JOB_EVIDENCE_MEDIA_TYPE,

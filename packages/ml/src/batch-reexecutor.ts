@@ -21,6 +21,8 @@ import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { fromBinary } from "@bufbuild/protobuf";
+import { sha256 } from "@tessera/identity/hash";
+import { ResultManifestError, resultManifest } from "@tessera/identity/result-manifest";
 import type { ContentRef } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import { type Job, JobSchema, JobType } from "@tessera/proto/tessera/job/v1/job_pb.js";
 import type { ExecutionEvidence } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
@@ -32,7 +34,6 @@ import { datasetFormatOf } from "./media-types.js";
 import { loadModelSource } from "./model-source.js";
 import { checkInputWidth, openOnnxModel, runBatches } from "./onnx-runner.js";
 import { createRandom } from "./random.js";
-import { manifestHash, manifestText } from "./result-manifest.js";
 import { readTable } from "./table.js";
 
 /** Media type of evidence whose input is a binary tessera.job.v1.Job. */
@@ -300,20 +301,25 @@ export function createBatchReexecutor(options: BatchReexecutorOptions): Completi
         throw new Error("the evidence holds no job record with a result");
       }
       if (job.spec.jobId !== task.requestId) return disagree("the job record is for another job");
-      const manifest = manifestText(
-        job.result.artifacts.map((artifact) => ({
-          name: artifact.name,
-          digest: artifact.content?.digest ?? "",
-        })),
-      );
-      if ("error" in manifest) return disagree(manifest.error);
-      if (!equalBytes(manifestHash(manifest.text), task.resultHash)) {
+      let manifest: string;
+      try {
+        manifest = resultManifest(
+          job.result.artifacts.map((artifact) => ({
+            name: artifact.name,
+            digest: artifact.content?.digest ?? "",
+          })),
+        );
+      } catch (error) {
+        if (error instanceof ResultManifestError) return disagree(error.message);
+        throw error;
+      }
+      if (!equalBytes(sha256(new TextEncoder().encode(manifest)), task.resultHash)) {
         return disagree("the job's result artifacts do not hash to the signed result hash");
       }
       const evidenceResult = task.evidence.result;
       if (
         evidenceResult.case === "resultData" &&
-        !equalBytes(evidenceResult.value, new TextEncoder().encode(manifest.text))
+        !equalBytes(evidenceResult.value, new TextEncoder().encode(manifest))
       ) {
         return disagree("the evidence's result is not the manifest of the job's artifacts");
       }

@@ -40,6 +40,10 @@ export const registryConfigSpec = {
     default: "http://127.0.0.1:7005",
     doc: "Base URL of the wallet, for subnet fees and stakes",
   }),
+  WALLET_ADDRESS: str({
+    default: "",
+    doc: "The wallet's address (calls to it are signed for it); empty means no wallet: no subnets can be created and validators register without stake. The wallet's READERS must list the registry's address",
+  }),
   TREASURY_ADDRESS: str({
     default: "",
     doc: "Address paid the treasury share and subnet fees; empty means the registry's own address (registry role); required in the validator role",
@@ -93,11 +97,15 @@ export const registryConfigSpec = {
   }),
   VALIDATOR_MIN_STAKE: str({
     default: "0",
-    doc: "Smallest stake (base units) a validator registers with",
+    doc: "Smallest stake (base units) a validator registers with, checked in the wallet; above 0 needs WALLET_ADDRESS",
+  }),
+  VALIDATOR_SLASH_AMOUNT: str({
+    default: "0",
+    doc: "Base units slashed from a validator's stake (to the treasury) each time it answers with a signature that does not verify; 0 never slashes",
   }),
   VALIDATOR_STAKE: str({
     default: "0",
-    doc: "Validator role: the stake (base units) this validator registers with",
+    doc: "Validator role: the stake (base units) this validator locks in the wallet, with its registry as arbiter, and registers with; above 0 needs WALLET_ADDRESS",
   }),
   TRUSTED_REPORTERS: list({
     doc: "Comma-separated addresses (job servers) allowed to report node events and ask for validation",

@@ -29,7 +29,9 @@ import { createDirectory, type Directory } from "./directory/directory.js";
 import { DirectoryError } from "./directory/errors.js";
 import {
   createFakeClock,
+  createMemoryWallet,
   type FakeClock,
+  type MemoryWallet,
   newNode,
   openRegistryStore,
   sealedRecord,
@@ -64,6 +66,7 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
   const nonces = createNonceSource();
   let clock: FakeClock;
   let directory: Directory;
+  let wallet: MemoryWallet;
   let clientFor: (keyPair?: KeyPair) => Client<typeof RegistryService>;
   let space = 0;
 
@@ -71,6 +74,7 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
     clock = createFakeClock();
     space += 1;
     const store = await openRegistryStore(backend, `r${space}`);
+    wallet = createMemoryWallet();
     directory = createDirectory({
       store,
       clock: clock.now,
@@ -78,8 +82,18 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
       heartbeatIntervalMs: 10_000,
       strikesPerBan: 1,
       trustedReporters: [reporterKey.address],
+      validatorStakes: {
+        ledger: wallet,
+        arbiterAddress: registryKey.address,
+        slashBeneficiary: treasury,
+      },
     });
-    const subnets = createSubnets({ store, clock: clock.now, feeAddress: treasury });
+    const subnets = createSubnets({
+      store,
+      clock: clock.now,
+      feeAddress: treasury,
+      payments: wallet,
+    });
     const service = createRegistryService({ directory, subnets, requiredSignatures: 2 });
     const verifier = createVerifyingInterceptor({
       selfAddress: registryKey.address,
@@ -291,6 +305,23 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
     });
     assert.ok(quote);
     assert.equal(quote.feeAddress, treasury);
+    const request = {
+      protocolVersion: V1,
+      gatewayAddress: gatewayKey.address,
+      models,
+      feeQuoteId: quote.quoteId,
+      paymentTransferId: "transfer-1",
+      configHash: new Uint8Array(32).fill(1),
+      name: "text",
+    };
+    await rejectsWithCode(gateway.createSubnet(request), Code.FailedPrecondition, /no transfer/);
+    wallet.pay({
+      transferId: "transfer-1",
+      fromAddress: gatewayKey.address,
+      toAddress: treasury,
+      amount: BigInt(quote.networkFee),
+      referenceId: quote.quoteId,
+    });
     const { subnet } = await gateway.createSubnet({
       protocolVersion: V1,
       gatewayAddress: gatewayKey.address,
@@ -333,12 +364,24 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
       nodeType: NodeType.VALIDATOR,
       endpoint: { url: "http://validator-1:7003" },
     });
-    const registered = await validator.registerValidator({
+    const registration = {
       protocolVersion: V1,
       record,
       stakeAmount: "5000",
       stakeId: "stake-1",
+    };
+    await rejectsWithCode(
+      validator.registerValidator(registration),
+      Code.FailedPrecondition,
+      /does not exist in the wallet/,
+    );
+    wallet.lock({
+      stakeId: "stake-1",
+      staker: validatorKey.address,
+      amount: 5000n,
+      arbiter: registryKey.address,
     });
+    const registered = await validator.registerValidator(registration);
     assert.equal(registered.validator?.status, ValidatorStatus.ACTIVE);
     await rejectsWithCode(
       validator.registerValidator({
@@ -378,6 +421,8 @@ describeOnSqlite("RegistryService over signed in-memory calls", (backend: StoreB
       reason: "maintenance",
     });
     assert.equal(gone.validator?.status, ValidatorStatus.INACTIVE);
+    assert.equal(gone.validator?.stakeAmount, "0");
+    assert.equal(wallet.stake("stake-1")?.state, "unlocked", "the registry unlocked the stake");
     const active = await reader.listValidators({
       protocolVersion: V1,
       status: ValidatorStatus.ACTIVE,
@@ -397,6 +442,7 @@ test("toConnectError maps domain errors by kind and hides everything else as int
   assert.equal(toConnectError(new DirectoryError("stale", "older")).code, Code.FailedPrecondition);
   assert.equal(toConnectError(new DirectoryError("conflict", "dup")).code, Code.AlreadyExists);
   assert.equal(toConnectError(new DirectoryError("bad_signature", "s")).code, Code.Unauthenticated);
+  assert.equal(toConnectError(new DirectoryError("unavailable", "wallet")).code, Code.Unavailable);
   const bug = new Error("SELECT * FROM secrets failed");
   const internal = toConnectError(bug);
   assert.equal(internal.code, Code.Internal);

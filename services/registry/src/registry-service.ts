@@ -39,6 +39,7 @@ const CODE_OF: Readonly<Record<DirectoryErrorKind, Code>> = {
   failed_precondition: Code.FailedPrecondition,
   banned: Code.PermissionDenied,
   permission_denied: Code.PermissionDenied,
+  unavailable: Code.Unavailable,
 };
 
 /**

@@ -30,6 +30,7 @@ import type { RegistryConfig } from "./config.js";
 import { createDirectory } from "./directory/directory.js";
 import { registryMigrations } from "./directory/migrations.js";
 import { createOfflineSweeper } from "./directory/offline-sweeper.js";
+import { createStakeReleaseSweeper } from "./directory/stake-release-sweeper.js";
 import type { RegistryTables } from "./directory/tables.js";
 import { createGossipLoop } from "./gossip/gossip-loop.js";
 import { createMetagraph } from "./gossip/metagraph.js";
@@ -57,6 +58,8 @@ import {
   createRegistryReadSources,
   createValidatorService,
 } from "./validator-service.js";
+import { lockValidatorStake } from "./validator-stake.js";
+import { connectWallet, createRegistryWallet } from "./wallet-client.js";
 
 /** The RPC services each role of the registry binary answers. */
 export const registryServicesByRole: Readonly<
@@ -69,6 +72,36 @@ export const registryServicesByRole: Readonly<
 /** A configuration problem found after parsing (a rule that spans variables or roles). */
 export class RegistrySetupError extends Error {
   override readonly name = "RegistrySetupError";
+}
+
+/** How often the registry unlocks the stakes it owes validators that left. */
+const STAKE_RELEASE_INTERVAL_MS = 30_000;
+
+/** Base units from a config variable, or a problem naming it. */
+function baseUnits(name: string, text: string, problems: string[]): bigint {
+  if (/^[0-9]{1,78}$/.test(text)) return BigInt(text);
+  problems.push(`${name}: must be a decimal integer of base units, got ${JSON.stringify(text)}`);
+  return 0n;
+}
+
+/** WALLET_ADDRESS when the amounts in `needs` call for a wallet; problems otherwise. */
+function walletAddressFor(
+  config: RegistryConfig,
+  needs: readonly [name: string, amount: bigint][],
+  problems: string[],
+): string | undefined {
+  if (config.WALLET_ADDRESS !== "" && !isAddress(config.WALLET_ADDRESS)) {
+    problems.push(`WALLET_ADDRESS: not an address: ${config.WALLET_ADDRESS}`);
+    return undefined;
+  }
+  if (config.WALLET_ADDRESS === "") {
+    for (const [name, amount] of needs) {
+      if (amount > 0n)
+        problems.push(`${name}: above 0 needs WALLET_ADDRESS (stakes live in the wallet)`);
+    }
+    return undefined;
+  }
+  return config.WALLET_ADDRESS;
 }
 
 /** Things to release, last added first; `run` releases them once. */
@@ -134,6 +167,19 @@ export function startRegistryServer(
 }
 
 async function startRegistryRole(config: RegistryConfig, logger: Logger): Promise<ServiceServer> {
+  const problems: string[] = [];
+  const minStake = baseUnits("VALIDATOR_MIN_STAKE", config.VALIDATOR_MIN_STAKE, problems);
+  const slashAmount = baseUnits("VALIDATOR_SLASH_AMOUNT", config.VALIDATOR_SLASH_AMOUNT, problems);
+  const walletAddress = walletAddressFor(
+    config,
+    [
+      ["VALIDATOR_MIN_STAKE", minStake],
+      ["VALIDATOR_SLASH_AMOUNT", slashAmount],
+    ],
+    problems,
+  );
+  if (problems.length > 0) throw new RegistrySetupError(problems.join("; "));
+
   const cleanups = createCleanups();
   // Once the server runs, closing it drains and then runs the cleanups (onClosed).
   let server: ServiceServer | undefined;
@@ -156,14 +202,36 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       logger,
     });
     cleanups.add(() => store.close());
-    const subnets = createSubnets({ store, feeAddress: treasury });
+    const nonceSource = createNonceSource();
+    const wallet =
+      walletAddress === undefined
+        ? undefined
+        : createRegistryWallet({
+            walletUrl: config.WALLET_URL,
+            walletAddress,
+            keyPair,
+            nonceSource,
+          });
+    if (wallet !== undefined) cleanups.add(() => wallet.close());
+    const subnets = createSubnets({ store, feeAddress: treasury, payments: wallet });
+    const approvals = createApprovalStore(store);
     const directory = createDirectory({
       store,
       powDifficulty: config.POW_DIFFICULTY,
       heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
       heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,
       strikesPerBan: config.STRIKES_PER_BAN,
-      minValidatorStake: BigInt(config.VALIDATOR_MIN_STAKE),
+      minValidatorStake: minStake,
+      validatorStakes:
+        wallet === undefined
+          ? undefined
+          : {
+              ledger: wallet,
+              arbiterAddress: keyPair.address,
+              slashBeneficiary: treasury,
+              slashPerInvalidSignature: slashAmount,
+              openApprovalsUntil: (validator, now) => approvals.openUntil(validator, now),
+            },
       // The registry reports validation verdicts about nodes itself.
       trustedReporters: [keyPair.address, ...config.TRUSTED_REPORTERS],
       isKnownReporter: (address) => subnets.isSubnetGateway(address),
@@ -174,8 +242,16 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       onError: (error) => logger.warn({ err: error }, "offline sweep failed"),
     });
     cleanups.add(() => sweeper.close());
+    if (wallet !== undefined) {
+      const releases = createStakeReleaseSweeper({
+        directory,
+        intervalMs: STAKE_RELEASE_INTERVAL_MS,
+        onReleased: (stakeIds) => logger.info({ stakeIds }, "validator stakes returned"),
+        onError: (error) => logger.warn({ err: error }, "returning validator stakes failed"),
+      });
+      cleanups.add(() => releases.close());
+    }
 
-    const nonceSource = createNonceSource();
     const validatorCaller = createValidatorCaller({
       keyPair,
       nonceSource,
@@ -190,7 +266,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
         registryAddress: keyPair.address,
         trustedRouters: config.TRUSTED_REPORTERS,
       }),
-      approvals: createApprovalStore(store),
+      approvals,
       policy,
       validators: validatorCaller,
       validatorTimeoutMs: config.VALIDATOR_TIMEOUT_MS,
@@ -259,7 +335,10 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       );
     });
     gossip.start();
-    logger.info({ address: keyPair.address, treasury, publicUrl }, "registry role ready");
+    logger.info(
+      { address: keyPair.address, treasury, publicUrl, wallet: walletAddress ?? null },
+      "registry role ready",
+    );
     return server;
   } catch (error) {
     await (server ? server.close() : cleanups.run());
@@ -280,6 +359,8 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
       ? []
       : ["TREASURY_ADDRESS: required in the validator role (the registry's treasury address)"]),
   ];
+  const stake = baseUnits("VALIDATOR_STAKE", config.VALIDATOR_STAKE, problems);
+  const walletAddress = walletAddressFor(config, [["VALIDATOR_STAKE", stake]], problems);
   if (problems.length > 0) throw new RegistrySetupError(problems.join("; "));
   const registryAddress = trustedRegistries[0] as string;
 
@@ -323,7 +404,17 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
     });
     const publicUrl = config.PUBLIC_URL || server.url;
     await servingWhen(server, registryServicesByRole.validator, () =>
-      registerWithRegistry(config, keyPair, registryAddress, publicUrl),
+      registerWithRegistry({
+        config,
+        keyPair,
+        registryAddress,
+        publicUrl,
+        stake:
+          walletAddress === undefined || stake === 0n
+            ? undefined
+            : { walletAddress, amount: stake },
+        logger,
+      }),
     );
     logger.info(
       { address: keyPair.address, registry: config.REGISTRY_URL },
@@ -336,13 +427,27 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
   }
 }
 
-/** Announces this validator (a sealed VALIDATOR record and its stake) to its registry, signed. */
-async function registerWithRegistry(
-  config: RegistryConfig,
-  keyPair: KeyPair,
-  registryAddress: string,
-  publicUrl: string,
-): Promise<void> {
+/** What {@link registerWithRegistry} needs. */
+interface ValidatorRegistration {
+  readonly config: RegistryConfig;
+  readonly keyPair: KeyPair;
+  readonly registryAddress: string;
+  readonly publicUrl: string;
+  /** The stake to lock in the wallet first; undefined registers without stake. */
+  readonly stake: { readonly walletAddress: string; readonly amount: bigint } | undefined;
+  readonly logger: Logger;
+}
+
+/** Deadline of each call a starting validator makes to its registry and wallet. */
+const REGISTRATION_TIMEOUT_MS = 10_000;
+
+/**
+ * Announces this validator (a sealed VALIDATOR record and its stake) to its registry, signed.
+ * With a stake, it first locks (or finds, after a restart) its stake in the wallet, naming the
+ * registry as arbiter.
+ */
+async function registerWithRegistry(registration: ValidatorRegistration): Promise<void> {
+  const { config, keyPair, registryAddress, publicUrl } = registration;
   const record = await sealNodeRecord(
     create(NodeRecordSchema, {
       protocolVersion: PROTOCOL_VERSION,
@@ -357,26 +462,55 @@ async function registerWithRegistry(
     keyPair,
     config.POW_DIFFICULTY,
   );
+  const nonceSource = createNonceSource();
   const session = new Http2SessionManager(config.REGISTRY_URL);
+  const wallet =
+    registration.stake === undefined
+      ? undefined
+      : connectWallet({
+          walletUrl: config.WALLET_URL,
+          walletAddress: registration.stake.walletAddress,
+          keyPair,
+          nonceSource,
+          timeoutMs: REGISTRATION_TIMEOUT_MS,
+        });
   try {
     const client = createClient(
       RegistryService,
       createGrpcTransport({
         baseUrl: config.REGISTRY_URL,
         sessionManager: session,
-        interceptors: [createSigningInterceptor({ keyPair, target: registryAddress })],
+        interceptors: [createSigningInterceptor({ keyPair, target: registryAddress, nonceSource })],
       }),
     );
+    const locked =
+      wallet === undefined || registration.stake === undefined
+        ? undefined
+        : await lockValidatorStake({
+            wallet: wallet.client,
+            registry: client,
+            validatorAddress: keyPair.address,
+            registryAddress,
+            amount: registration.stake.amount,
+            timeoutMs: REGISTRATION_TIMEOUT_MS,
+          });
+    if (locked !== undefined) {
+      registration.logger.info(
+        { stakeId: locked.stakeId, amount: locked.amount.toString() },
+        "validator stake locked in the wallet",
+      );
+    }
     await client.registerValidator(
       {
         protocolVersion: PROTOCOL_VERSION,
         record,
-        stakeAmount: config.VALIDATOR_STAKE,
-        stakeId: `stake-${keyPair.address}`,
+        stakeAmount: (locked?.amount ?? 0n).toString(),
+        stakeId: locked?.stakeId ?? "",
       },
-      { timeoutMs: 10_000 },
+      { timeoutMs: REGISTRATION_TIMEOUT_MS },
     );
   } finally {
+    wallet?.close();
     session.abort();
   }
 }

@@ -210,7 +210,7 @@ before(async () => {
       key,
       0,
     );
-    await directory.registerValidator(record, "1000", `stake-${key.address}`);
+    await directory.registerValidator(record, 0n, "");
   }
   await directory.acceptRecord(await computeRecord(computeKey));
   await directory.heartbeat(computeKey.address, undefined);

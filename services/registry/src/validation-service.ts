@@ -88,6 +88,7 @@ const directoryCodes: Readonly<Record<DirectoryErrorKind, Code>> = {
   failed_precondition: Code.FailedPrecondition,
   banned: Code.PermissionDenied,
   permission_denied: Code.PermissionDenied,
+  unavailable: Code.Unavailable,
 };
 
 /**

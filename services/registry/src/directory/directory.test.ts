@@ -20,6 +20,7 @@ import { createDirectory, type Directory, type DirectoryOptions } from "./direct
 import { DirectoryError, type DirectoryErrorKind } from "./errors.js";
 import {
   createFakeClock,
+  createMemoryWallet,
   type FakeClock,
   newNode,
   openRegistryStore,
@@ -386,10 +387,27 @@ await describeEachStore("directory", (backend: StoreBackend) => {
   });
 
   test("validators register with a validator record and a stake, and only they unregister themselves", async () => {
-    const validatorDirectory = await open({ minValidatorStake: 100n }, `t${space}`);
+    const wallet = createMemoryWallet();
+    const arbiter = generateKeyPair().address;
+    const validatorDirectory = await open(
+      {
+        minValidatorStake: 100n,
+        validatorStakes: { ledger: wallet, arbiterAddress: arbiter, slashBeneficiary: arbiter },
+      },
+      `t${space}`,
+    );
     const keys = [generateKeyPair(), generateKeyPair(), generateKeyPair()].sort((a, b) =>
       a.address < b.address ? -1 : 1,
     );
+    const stakes: [KeyPair | undefined, string, bigint][] = [
+      [keys[0], "stake-a", 150n],
+      [keys[1], "stake-b", 100n],
+      [keys[2], "stake-c", 100n],
+      [keys[1], "stake-b2", 300n],
+    ];
+    for (const [key, stakeId, amount] of stakes) {
+      wallet.lock({ stakeId, staker: key?.address ?? "", amount, arbiter });
+    }
     const validatorRecord = (keyPair: KeyPair, fields: RecordFields = {}) =>
       sealedRecord(keyPair, {
         nodeType: NodeType.VALIDATOR,
@@ -446,6 +464,8 @@ await describeEachStore("directory", (backend: StoreBackend) => {
     );
     const gone = await validatorDirectory.unregisterValidator(b.address, b.address, "bye");
     assert.equal(gone.status, ValidatorStatus.INACTIVE);
+    assert.equal(gone.stakeAmount, "0", "no approval is open: the stake is returned at once");
+    assert.equal(wallet.stake("stake-b")?.state, "unlocked");
     assert.deepEqual(
       await validatorDirectory.unregisterValidator(b.address, b.address),
       gone,

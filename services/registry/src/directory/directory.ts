@@ -44,11 +44,13 @@ import {
   type ValidatorEvent,
 } from "./reputation.js";
 import { transactionWithRaceRetry } from "./retry-race.js";
+import type { ValidatorStakeOptions } from "./stakes.js";
 import type { RegistryTables } from "./tables.js";
 import {
   createValidatorSet,
   type ValidatorPage,
   type ValidatorPageRequest,
+  type ValidatorSlash,
 } from "./validator-set.js";
 
 /** Default interval between a node's heartbeats. */
@@ -70,8 +72,14 @@ export interface DirectoryOptions<DB extends RegistryTables = RegistryTables> {
   readonly banPeriodsMs?: readonly number[] | undefined;
   /** Every this many strikes bans the node; default 3. */
   readonly strikesPerBan?: number | undefined;
-  /** Least stake a validator must commit, in base units; default 0. */
+  /** Least stake a validator must commit, in base units; default 0. Above 0 needs `validatorStakes`. */
   readonly minValidatorStake?: bigint | undefined;
+  /**
+   * The wallet's stakes, which back validators (checked at registration, returned after they
+   * leave, slashed for provable misbehaviour). Undefined when the registry has no wallet: then
+   * validators register only with stake 0.
+   */
+  readonly validatorStakes?: ValidatorStakeOptions | undefined;
   /**
    * Addresses allowed to report node events besides the active validators (the job servers;
    * gateways through {@link isKnownReporter}).
@@ -171,10 +179,15 @@ export interface Directory {
   /**
    * Adds a validator (and its record to the directory), ACTIVE. Idempotent for the same record
    * and stake; a newer record updates its public key and endpoint; re-registering an INACTIVE validator
-   * activates it with the new stake.
+   * activates it with the new stake. A stake above 0 must be, in the wallet, a locked stake of the
+   * validator naming this registry as arbiter and holding at least `stakeAmount`; stake 0 comes
+   * with an empty `stakeId`.
    * @throws "invalid" (not a validator record, no endpoint, stake below the minimum or not a
-   * decimal), "permission_denied" (`caller` given and not the record's address, or slashed),
-   * "conflict" (active with another stake), and {@link acceptRecord}'s errors.
+   * decimal, bad stake id), "permission_denied" (`caller` given and not the record's address,
+   * slashed, or another address's stake), "failed_precondition" (no such locked stake with this
+   * arbiter and amount, a stake that backed an earlier registration, or no wallet), "unavailable"
+   * (wallet unreachable), "conflict" (active with another stake), and {@link acceptRecord}'s
+   * errors.
    */
   registerValidator(
     record: NodeRecord,
@@ -182,8 +195,23 @@ export interface Directory {
     stakeId: string,
     caller?: string,
   ): Promise<ValidatorInfo>;
-  /** Sets the validator INACTIVE; only itself may. Idempotent. */
+  /**
+   * Sets the validator INACTIVE; only itself may. Its stake is owed back and unlocked in the
+   * wallet once no approval it signed is open: at once when none is (its `stakeAmount` then reads
+   * 0), else by {@link releaseDueStakes}. Idempotent; calling it again retries a failed unlock.
+   * @throws "permission_denied", "not_found", "invalid" (reason over 256 characters),
+   * "unavailable" (the validator is INACTIVE but the wallet could not unlock its stake yet).
+   */
   unregisterValidator(address: string, caller: string, reason?: string): Promise<ValidatorInfo>;
+  /**
+   * Slashes an active validator's stake for the treasury; below the minimum it becomes SLASHED
+   * (out of the active set for good) and what remains is owed back. An inactive or unstaked
+   * validator is returned unchanged.
+   * @throws "not_found", "failed_precondition" (no wallet), and the wallet's errors.
+   */
+  slashValidator(address: string, slash: ValidatorSlash): Promise<ValidatorInfo>;
+  /** Unlocks every owed validator stake that is due; returns their stake ids. */
+  releaseDueStakes(): Promise<string[]>;
   /** One validator, or undefined. */
   getValidator(address: string): Promise<ValidatorInfo | undefined>;
   /** Every validator (in `status`, when given), ordered by address. */
@@ -192,7 +220,10 @@ export interface Directory {
   }): Promise<ValidatorInfo[]>;
   /** One page of validators, ordered by address. */
   listValidatorPage(request: ValidatorPageRequest): Promise<ValidatorPage>;
-  /** Moves a validator's reputation after it signed ("ok"), timed out or signed wrongly. */
+  /**
+   * Moves a validator's reputation after it signed ("ok"), timed out or signed wrongly; a wrong
+   * signature also slashes its stake when `validatorStakes.slashPerInvalidSignature` is above 0.
+   */
   reportValidatorEvent(address: string, event: ValidatorEvent): Promise<ValidatorInfo>;
 }
 
@@ -330,6 +361,7 @@ export function createDirectory<DB extends RegistryTables>(
     store,
     nowMs,
     minStake: options.minValidatorStake ?? 0n,
+    stakes: options.validatorStakes,
     checkRecord,
     applyRecord: (trx, record, now) => applyRecord(trx, record, now),
     inTransaction,
@@ -600,6 +632,8 @@ export function createDirectory<DB extends RegistryTables>(
 
     registerValidator: validators.register,
     unregisterValidator: validators.unregister,
+    slashValidator: validators.slash,
+    releaseDueStakes: validators.releaseDueStakes,
     getValidator: validators.get,
     listValidators: validators.list,
     listValidatorPage: validators.listPage,

@@ -12,6 +12,7 @@
  * | `failed_precondition` | wrong state (expired or used quote, other protocol version...) |
  * | `banned`              | the node is banned until `bannedUntil`                         |
  * | `permission_denied`   | the caller is not the owner, or not allowed to do this         |
+ * | `unavailable`         | the wallet (fees, stakes) could not be reached or refused us   |
  */
 export type DirectoryErrorKind =
   | "invalid"
@@ -21,7 +22,8 @@ export type DirectoryErrorKind =
   | "stale"
   | "failed_precondition"
   | "banned"
-  | "permission_denied";
+  | "permission_denied"
+  | "unavailable";
 
 /** A domain error of the registry; `kind` says which, the message says why in words. */
 export class DirectoryError extends Error {

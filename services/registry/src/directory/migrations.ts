@@ -68,4 +68,22 @@ export const registryMigrations: Readonly<Record<string, Migration>> = {
         .execute();
     },
   },
+  "registry/0002-stake-releases": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("registry_stake_release")
+        .addColumn("stake_id", "text", (col) => col.primaryKey())
+        .addColumn("validator_address", "text", (col) => col.notNull())
+        .addColumn("reason", "text", (col) => col.notNull())
+        .addColumn("due_at_ms", "bigint", (col) => col.notNull())
+        .addColumn("created_at_ms", "bigint", (col) => col.notNull())
+        .addColumn("released_at_ms", "bigint")
+        .execute();
+      await db.schema
+        .createIndex("registry_stake_release_owed")
+        .on("registry_stake_release")
+        .columns(["released_at_ms", "due_at_ms"])
+        .execute();
+    },
+  },
 };

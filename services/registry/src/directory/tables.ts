@@ -78,9 +78,27 @@ export interface RegistryValidatorTable {
   reason: string | null;
 }
 
+/**
+ * A validator's wallet stake the registry (its arbiter) owes back: written when the validator
+ * leaves the active set, unlocked in the wallet once `due_at_ms` has passed (its open approvals
+ * have settled), then marked released.
+ */
+export interface RegistryStakeReleaseTable {
+  stake_id: string;
+  validator_address: string;
+  /** Why, passed on to UnlockStake. */
+  reason: string;
+  /** Not before this time: when the last approval the validator signed stops being open. */
+  due_at_ms: Int64Column;
+  created_at_ms: Int64Column;
+  /** When the wallet confirmed the unlock; null while owed. */
+  released_at_ms: NullableInt64Column;
+}
+
 /** The registry's directory and validator tables. */
 export interface RegistryTables {
   registry_node: RegistryNodeTable;
   registry_node_event: RegistryNodeEventTable;
   registry_validator: RegistryValidatorTable;
+  registry_stake_release: RegistryStakeReleaseTable;
 }

@@ -12,9 +12,12 @@ import {
 } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import { type NonceStoreTables, nonceStoreMigrations, type Store } from "@tessera/store";
 import type { StoreBackend } from "@tessera/store/testing";
+import type { FeePaymentLedger, FeeTransfer } from "../subnets/fee-payments.js";
 import { subnetMigrations } from "../subnets/migrations.js";
 import type { SubnetTables } from "../subnets/tables.js";
+import { DirectoryError } from "./errors.js";
 import { registryMigrations } from "./migrations.js";
+import type { StakeLedger, WalletStake } from "./stakes.js";
 import type { RegistryTables } from "./tables.js";
 
 /** Proof-of-work difficulty of the tests: cheap (about 256 hashes) but not zero. */
@@ -94,4 +97,83 @@ export async function newNode(
 ): Promise<{ keyPair: KeyPair; record: NodeRecord }> {
   const keyPair = generateKeyPair();
   return { keyPair, record: await sealedRecord(keyPair, fields) };
+}
+
+/**
+ * An in-memory stand-in for the wallet's stakes and transfers, for the domain's unit tests (the
+ * real wallet is driven in wallet-integration.test.ts). Stakes and transfers are put in by hand.
+ */
+export interface MemoryWallet extends StakeLedger, FeePaymentLedger {
+  /** Locks a stake as LockStake would. */
+  lock(stake: { stakeId: string; staker: string; amount: bigint; arbiter: string }): void;
+  /** Records a committed transfer. */
+  pay(transfer: FeeTransfer): void;
+  /** The stake as the wallet holds it now, or undefined. */
+  stake(stakeId: string): WalletStake | undefined;
+  /** Calls made so far, by method name. */
+  readonly calls: Readonly<Record<string, number>>;
+}
+
+/** A new, empty {@link MemoryWallet}. */
+export function createMemoryWallet(): MemoryWallet {
+  const stakes = new Map<string, WalletStake>();
+  const transfers: FeeTransfer[] = [];
+  const slashes = new Set<string>();
+  const calls: Record<string, number> = {};
+  const count = (name: string) => {
+    calls[name] = (calls[name] ?? 0) + 1;
+  };
+  const existing = (stakeId: string) => {
+    const stake = stakes.get(stakeId);
+    if (stake === undefined) throw new DirectoryError("not_found", `stake ${stakeId}`);
+    return stake;
+  };
+  return {
+    calls,
+    lock({ stakeId, staker, amount, arbiter }) {
+      stakes.set(stakeId, {
+        stakeId,
+        stakerAddress: staker,
+        arbiterAddress: arbiter,
+        amount,
+        state: "locked",
+      });
+    },
+    pay(transfer) {
+      transfers.push(transfer);
+    },
+    stake: (stakeId) => stakes.get(stakeId),
+    async getStake(stakeId) {
+      count("getStake");
+      return stakes.get(stakeId);
+    },
+    async unlockStake(stakeId) {
+      count("unlockStake");
+      const stake = existing(stakeId);
+      if (stake.state === "slashed") throw new DirectoryError("failed_precondition", "slashed");
+      const unlocked = { ...stake, amount: 0n, state: "unlocked" as const };
+      stakes.set(stakeId, unlocked);
+      return unlocked;
+    },
+    async slashStake(slash) {
+      count("slashStake");
+      const stake = existing(slash.stakeId);
+      if (slashes.has(slash.slashId)) return stake;
+      if (stake.state !== "locked") throw new DirectoryError("failed_precondition", stake.state);
+      slashes.add(slash.slashId);
+      const amount = stake.amount > slash.amount ? stake.amount - slash.amount : 0n;
+      const after: WalletStake = { ...stake, amount, state: amount === 0n ? "slashed" : "locked" };
+      stakes.set(slash.stakeId, after);
+      return after;
+    },
+    async findTransfer(query) {
+      count("findTransfer");
+      return transfers.find(
+        (t) =>
+          t.transferId === query.transferId &&
+          t.fromAddress === query.payer &&
+          t.referenceId === query.referenceId,
+      );
+    },
+  };
 }

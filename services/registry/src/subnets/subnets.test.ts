@@ -10,7 +10,14 @@ import {
 } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { describeEachStore, type StoreBackend } from "@tessera/store/testing";
 import { DirectoryError, type DirectoryErrorKind } from "../directory/errors.js";
-import { createFakeClock, type FakeClock, openRegistryStore } from "../directory/test-fixtures.js";
+import {
+  createFakeClock,
+  createMemoryWallet,
+  type FakeClock,
+  type MemoryWallet,
+  openRegistryStore,
+} from "../directory/test-fixtures.js";
+import type { FeeTransfer } from "./fee-payments.js";
 import { type CreateSubnetInput, createSubnets, type Subnets } from "./subnets.js";
 
 const MINUTE = 60_000;
@@ -34,6 +41,7 @@ const models = (...ids: string[]) =>
 await describeEachStore("subnets", (backend: StoreBackend) => {
   let clock: FakeClock;
   let subnets: Subnets;
+  let wallet: MemoryWallet;
   const treasury = generateKeyPair().address;
   const gateway = generateKeyPair().address;
   const otherGateway = generateKeyPair().address;
@@ -42,7 +50,9 @@ await describeEachStore("subnets", (backend: StoreBackend) => {
   beforeEach(async () => {
     clock = createFakeClock();
     space += 1;
+    wallet = createMemoryWallet();
     subnets = createSubnets({
+      payments: wallet,
       store: await openRegistryStore(backend, `s${space}`),
       clock: clock.now,
       feeAddress: treasury,
@@ -65,8 +75,105 @@ await describeEachStore("subnets", (backend: StoreBackend) => {
       free: false,
       ...fields,
     };
+    payFor(input, BigInt(quote.networkFee));
     return { quote, input, subnet: await subnets.createSubnet(input, gatewayAddress) };
   }
+
+  /** The gateway pays `amount` to the treasury for the input's quote, as a wallet transfer. */
+  function payFor(input: CreateSubnetInput, amount: bigint, fields: Partial<FeeTransfer> = {}) {
+    wallet.pay({
+      transferId: input.paymentTransferId,
+      fromAddress: input.gatewayAddress,
+      toAddress: treasury,
+      amount,
+      referenceId: input.feeQuoteId,
+      ...fields,
+    });
+  }
+
+  test("a subnet is created only against a wallet transfer of the quoted fee to the treasury", async () => {
+    const served = models("m1");
+    const quote = await subnets.estimateFee(gateway, served, gateway);
+    const fee = BigInt(quote.networkFee);
+    const input: CreateSubnetInput = {
+      gatewayAddress: gateway,
+      models: served,
+      feeQuoteId: quote.quoteId,
+      paymentTransferId: "pay-1",
+      configHash: new Uint8Array(32),
+      name: "n",
+      free: false,
+    };
+    await rejectsWith(
+      subnets.createSubnet(input, gateway),
+      "failed_precondition",
+      /no transfer pay-1/,
+    );
+    payFor({ ...input, paymentTransferId: "pay-other-quote" }, fee, { referenceId: "another" });
+    await rejectsWith(
+      subnets.createSubnet({ ...input, paymentTransferId: "pay-other-quote" }, gateway),
+      "failed_precondition",
+      /reference_id/,
+    );
+    payFor({ ...input, paymentTransferId: "pay-by-other" }, fee, { fromAddress: otherGateway });
+    await rejectsWith(
+      subnets.createSubnet({ ...input, paymentTransferId: "pay-by-other" }, gateway),
+      "failed_precondition",
+      /no transfer/,
+    );
+    payFor({ ...input, paymentTransferId: "pay-elsewhere" }, fee, { toAddress: otherGateway });
+    await rejectsWith(
+      subnets.createSubnet({ ...input, paymentTransferId: "pay-elsewhere" }, gateway),
+      "failed_precondition",
+      /not the quote's fee address/,
+    );
+    payFor({ ...input, paymentTransferId: "pay-short" }, fee - 1n);
+    await rejectsWith(
+      subnets.createSubnet({ ...input, paymentTransferId: "pay-short" }, gateway),
+      "failed_precondition",
+      new RegExp(`less than the quoted fee ${fee}`),
+    );
+    assert.equal(await subnets.getSubnet(1n), undefined, "nothing was written");
+
+    payFor(input, fee + 5n);
+    const subnet = await subnets.createSubnet(input, gateway);
+    assert.equal(subnet.subnetId, 1n, "the refused attempts used no id and not the quote");
+    assert.equal(subnet.paymentTransferId, "pay-1");
+
+    const second = await subnets.estimateFee(gateway, served, gateway);
+    await rejectsWith(
+      subnets.createSubnet({ ...input, feeQuoteId: second.quoteId, name: "again" }, gateway),
+      "conflict",
+      /already paid for subnet 1/,
+    );
+    assert.equal(await subnets.getSubnet(2n), undefined, "one payment, one subnet");
+  });
+
+  test("without a wallet no subnet can be created", async () => {
+    const book = createSubnets({
+      store: await openRegistryStore(backend, `s${space}_nowallet`),
+      clock: clock.now,
+      feeAddress: treasury,
+    });
+    const quote = await book.estimateFee(gateway, models("m"), gateway);
+    await rejectsWith(
+      book.createSubnet(
+        {
+          gatewayAddress: gateway,
+          models: models("m"),
+          feeQuoteId: quote.quoteId,
+          paymentTransferId: "pay",
+          configHash: new Uint8Array(32),
+          name: "n",
+          free: true,
+        },
+        gateway,
+      ),
+      "failed_precondition",
+      /no wallet/,
+    );
+    assert.equal(await book.getSubnet(1n), undefined);
+  });
 
   test("the default subnet 0 always exists, active, with the 80/10/5/5 split", async () => {
     const subnet = await subnets.getSubnet(0n);
@@ -230,22 +337,19 @@ await describeEachStore("subnets", (backend: StoreBackend) => {
     const quotes = await Promise.all(
       Array.from({ length: 6 }, () => subnets.estimateFee(gateway, models("x"), gateway)),
     );
-    const created = await Promise.all(
-      quotes.map((quote, i) =>
-        subnets.createSubnet(
-          {
-            gatewayAddress: gateway,
-            models: models("x"),
-            feeQuoteId: quote.quoteId,
-            paymentTransferId: `t${i}`,
-            configHash: new Uint8Array(32),
-            name: `s${i}`,
-            free: false,
-          },
-          gateway,
-        ),
-      ),
+    const inputs = quotes.map(
+      (quote, i): CreateSubnetInput => ({
+        gatewayAddress: gateway,
+        models: models("x"),
+        feeQuoteId: quote.quoteId,
+        paymentTransferId: `t${i}`,
+        configHash: new Uint8Array(32),
+        name: `s${i}`,
+        free: false,
+      }),
     );
+    for (const [i, input] of inputs.entries()) payFor(input, BigInt(quotes[i]?.networkFee ?? 0));
+    const created = await Promise.all(inputs.map((input) => subnets.createSubnet(input, gateway)));
     assert.deepEqual(
       created.map((subnet) => subnet.subnetId).sort((a, b) => Number(a - b)),
       [1n, 2n, 3n, 4n, 5n, 6n],

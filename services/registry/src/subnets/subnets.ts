@@ -3,11 +3,12 @@
  * and paged lists. Durable on @tessera/store, clock injected, no Connect: errors are
  * {@link DirectoryError}s.
  *
- * Payment: the contract has the registry check with the wallet that `payment_transfer_id` moved
- * at least the quoted fee from the gateway to the quote's fee address, then ask validators to
- * approve the subnet (PENDING until enough sign, then ACTIVE). Both come later: checking the
- * transfer against the wallet lands with the wallet issue, validator approval of subnets with a
- * signing RPC for it. Until then a subnet records its payment reference and stays PENDING.
+ * Payment: before a subnet is written, the wallet must hold the transfer `payment_transfer_id`
+ * from the gateway to the quote's fee address, of at least the quoted fee, whose reference id is
+ * the fee quote id (./fee-payments.ts). One transfer pays for one subnet (the transfer id is
+ * unique among subnets), and the reference id ties it to one quote. A subnet book without a
+ * wallet refuses to create subnets. Validator approval of subnets (PENDING until enough sign,
+ * then ACTIVE) comes with a signing RPC for it; until then a created subnet stays PENDING.
  */
 import { randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -29,13 +30,14 @@ import {
   SubnetStatus,
 } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import { fromMoney, type Store, toMoney } from "@tessera/store";
-import type { Selectable } from "kysely";
+import type { Kysely, Selectable, Transaction } from "kysely";
 import { fromBase64, toBase64 } from "../directory/base64.js";
 import { DirectoryError, RaceLostError } from "../directory/errors.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "../directory/page-token.js";
 import { REGISTRY_PROTOCOL_VERSION } from "../directory/protocol-version.js";
 import { transactionWithRaceRetry } from "../directory/retry-race.js";
-import type { RegistrySubnetTable, SubnetTables } from "./tables.js";
+import type { FeePaymentLedger } from "./fee-payments.js";
+import type { RegistryFeeQuoteTable, RegistrySubnetTable, SubnetTables } from "./tables.js";
 
 /** The split of the default subnet and of subnets created without one: 80/10/5/5 %. */
 export const DEFAULT_PAYMENT_SPLIT: Readonly<
@@ -57,6 +59,11 @@ export interface SubnetsOptions<DB extends SubnetTables = SubnetTables> {
   readonly clock?: (() => Date) | undefined;
   /** Address fees are paid to (the treasury). */
   readonly feeAddress: string;
+  /**
+   * The wallet's transfers, where fee payments are checked. Undefined when the registry has no
+   * wallet: CreateSubnet then fails with "failed_precondition".
+   */
+  readonly payments?: FeePaymentLedger | undefined;
   /** Fee of any subnet, in base units; default 1,000,000. */
   readonly baseFee?: bigint | undefined;
   /** Fee added per model served, in base units; default 100,000. */
@@ -112,11 +119,14 @@ export interface Subnets {
   ): Promise<FeeQuote>;
   /**
    * Creates a PENDING subnet against an unexpired, unused quote of the caller's, for the quoted
-   * model set. Idempotent on `paymentTransferId`: the same request returns the same subnet, a
-   * different one fails with "conflict".
+   * model set, paid by the wallet transfer `paymentTransferId` (from the gateway to the quote's
+   * fee address, at least the quoted fee, reference id = the quote id). Idempotent on
+   * `paymentTransferId`: the same request returns the same subnet, a different one fails with
+   * "conflict". Nothing is written when it fails.
    * @throws "permission_denied" (caller not the gateway, or not the quote's), "not_found" (no
-   * such quote), "failed_precondition" (quote expired or used), "invalid" (bad fields, models
-   * other than quoted).
+   * such quote), "failed_precondition" (quote expired or used; no such transfer, paid to another
+   * address or less than the fee; no wallet), "invalid" (bad fields, models other than quoted),
+   * "unavailable" (wallet unreachable).
    */
   createSubnet(input: CreateSubnetInput, caller: string): Promise<SubnetMetadata>;
   /** A subnet by id (0 is the default subnet, which always exists), or undefined. */
@@ -159,6 +169,40 @@ export function createSubnets<DB extends SubnetTables>(options: SubnetsOptions<D
     status: SubnetStatus.ACTIVE,
     networkFee: "0",
   });
+
+  /** Checks with the wallet that the transfer paid the quote's fee; "failed_precondition" if not. */
+  async function checkPayment(input: CreateSubnetInput, quote: QuoteRow): Promise<void> {
+    if (options.payments === undefined) {
+      throw new DirectoryError(
+        "failed_precondition",
+        "this registry has no wallet to check subnet fee payments with, so it cannot create subnets",
+      );
+    }
+    const fee = fromMoney(quote.network_fee);
+    const transfer = await options.payments.findTransfer({
+      transferId: input.paymentTransferId,
+      payer: input.gatewayAddress,
+      referenceId: input.feeQuoteId,
+    });
+    if (transfer === undefined) {
+      throw new DirectoryError(
+        "failed_precondition",
+        `the wallet has no transfer ${input.paymentTransferId} from ${input.gatewayAddress} with reference_id ${input.feeQuoteId}: pay the quoted fee ${fee} to ${quote.fee_address} with Transfer, reference_id = the fee quote id`,
+      );
+    }
+    if (transfer.toAddress !== quote.fee_address) {
+      throw new DirectoryError(
+        "failed_precondition",
+        `transfer ${input.paymentTransferId} paid ${transfer.toAddress}, not the quote's fee address ${quote.fee_address}`,
+      );
+    }
+    if (transfer.amount < fee) {
+      throw new DirectoryError(
+        "failed_precondition",
+        `transfer ${input.paymentTransferId} paid ${transfer.amount}, less than the quoted fee ${fee}`,
+      );
+    }
+  }
 
   function matchesDefault(request: SubnetPageRequest): boolean {
     if (request.status && request.status !== SubnetStatus.ACTIVE) return false;
@@ -225,20 +269,21 @@ export function createSubnets<DB extends SubnetTables>(options: SubnetsOptions<D
           ),
         ),
       );
+      // The wallet is asked outside the transaction; the checks it depends on run again inside.
+      const earlier = await subnetPaidBy(store.db, input.paymentTransferId);
+      if (earlier !== undefined) return subnetOf(sameRequestOrConflict(earlier, requestDigest));
+      const quoted = await store.db
+        .selectFrom("registry_fee_quote")
+        .selectAll()
+        .where("quote_id", "=", input.feeQuoteId)
+        .executeTakeFirst();
+      checkQuote(quoted, input, digest, clock().getTime());
+      await checkPayment(input, quoted);
+
       const now = clock().getTime();
       const row = await transactionWithRaceRetry(store, async (trx) => {
-        const existing = await trx
-          .selectFrom("registry_subnet")
-          .selectAll()
-          .where("payment_transfer_id", "=", input.paymentTransferId)
-          .executeTakeFirst();
-        if (existing !== undefined) {
-          if (existing.request_digest === requestDigest) return existing;
-          throw new DirectoryError(
-            "conflict",
-            `payment transfer ${input.paymentTransferId} already paid for subnet ${existing.subnet_id}`,
-          );
-        }
+        const existing = await subnetPaidBy(trx, input.paymentTransferId);
+        if (existing !== undefined) return sameRequestOrConflict(existing, requestDigest);
         const quote = await store
           .forUpdate(
             trx
@@ -247,32 +292,7 @@ export function createSubnets<DB extends SubnetTables>(options: SubnetsOptions<D
               .where("quote_id", "=", input.feeQuoteId),
           )
           .executeTakeFirst();
-        if (quote === undefined) {
-          throw new DirectoryError("not_found", `fee quote ${input.feeQuoteId} does not exist`);
-        }
-        if (quote.gateway_address !== input.gatewayAddress) {
-          throw new DirectoryError(
-            "permission_denied",
-            `fee quote ${input.feeQuoteId} was made for another gateway`,
-          );
-        }
-        if (quote.used_by_subnet_id !== null) {
-          throw new DirectoryError(
-            "failed_precondition",
-            `fee quote ${input.feeQuoteId} was already used by subnet ${quote.used_by_subnet_id}`,
-          );
-        }
-        if (Number(quote.expires_at_ms) <= now) {
-          throw new DirectoryError(
-            "failed_precondition",
-            `fee quote ${input.feeQuoteId} expired at ${new Date(Number(quote.expires_at_ms)).toISOString()}`,
-          );
-        }
-        if (quote.models_digest !== digest) {
-          throw new DirectoryError("invalid", "models are not the set the fee quote was made for");
-        }
-        // Checking the transfer against the wallet (payer, payee, amount) lands with the wallet
-        // issue; until then the payment reference is recorded as given.
+        checkQuote(quote, input, digest, now);
         // The counter row's lock serializes id allocation between replicas on PostgreSQL.
         const counter = await store
           .forUpdate(
@@ -404,6 +424,61 @@ export function createSubnets<DB extends SubnetTables>(options: SubnetsOptions<D
       return row !== undefined;
     },
   };
+}
+
+type QuoteRow = Selectable<RegistryFeeQuoteTable>;
+
+function subnetPaidBy(
+  db: Kysely<SubnetTables> | Transaction<SubnetTables>,
+  paymentTransferId: string,
+): Promise<SubnetRow | undefined> {
+  return db
+    .selectFrom("registry_subnet")
+    .selectAll()
+    .where("payment_transfer_id", "=", paymentTransferId)
+    .executeTakeFirst();
+}
+
+/** The subnet a retry of the same request created; "conflict" for another request. */
+function sameRequestOrConflict(existing: SubnetRow, requestDigest: string): SubnetRow {
+  if (existing.request_digest === requestDigest) return existing;
+  throw new DirectoryError(
+    "conflict",
+    `payment transfer ${existing.payment_transfer_id} already paid for subnet ${existing.subnet_id}`,
+  );
+}
+
+/** Asserts that `quote` exists and may pay for `input` at `nowMs`. */
+function checkQuote(
+  quote: QuoteRow | undefined,
+  input: CreateSubnetInput,
+  modelsDigestOfInput: string,
+  nowMs: number,
+): asserts quote is QuoteRow {
+  if (quote === undefined) {
+    throw new DirectoryError("not_found", `fee quote ${input.feeQuoteId} does not exist`);
+  }
+  if (quote.gateway_address !== input.gatewayAddress) {
+    throw new DirectoryError(
+      "permission_denied",
+      `fee quote ${input.feeQuoteId} was made for another gateway`,
+    );
+  }
+  if (quote.used_by_subnet_id !== null) {
+    throw new DirectoryError(
+      "failed_precondition",
+      `fee quote ${input.feeQuoteId} was already used by subnet ${quote.used_by_subnet_id}`,
+    );
+  }
+  if (Number(quote.expires_at_ms) <= nowMs) {
+    throw new DirectoryError(
+      "failed_precondition",
+      `fee quote ${input.feeQuoteId} expired at ${new Date(Number(quote.expires_at_ms)).toISOString()}`,
+    );
+  }
+  if (quote.models_digest !== modelsDigestOfInput) {
+    throw new DirectoryError("invalid", "models are not the set the fee quote was made for");
+  }
 }
 
 function subnetOf(row: SubnetRow): SubnetMetadata {

@@ -3,6 +3,8 @@
  * and replicas: a preprocessing approval is returned again while it is unexpired, a completion
  * verdict forever. Rows live in the registry's store (SQLite or PostgreSQL).
  */
+import { fromBinary } from "@bufbuild/protobuf";
+import { PreprocessingValidationSchema } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { Kysely, Migration, Store } from "@tessera/store";
 
 /** The table the approval store owns. Add it to the registry's database interface. */
@@ -69,6 +71,12 @@ export interface ApprovalStore {
     approval: StoredApproval,
     now: Date,
   ): Promise<StoredApproval>;
+  /**
+   * The latest expiry of the approvals `validator` signed that are still open: preprocessing
+   * approvals not expired at `now` whose request has no completion verdict yet (a completion
+   * verdict is final when signed). Undefined when none is open.
+   */
+  openUntil(validator: string, now: Date): Promise<Date | undefined>;
 }
 
 /** An {@link ApprovalStore} over `store`, whose migrations must include {@link validationMigrations}. */
@@ -134,6 +142,36 @@ export function createApprovalStore<DB extends ValidationTables>(store: Store<DB
           .executeTakeFirstOrThrow();
         return fromRow(winner);
       });
+    },
+    async openUntil(validator, now) {
+      const rows = await typed.db
+        .selectFrom("validation_approvals as p")
+        .select(["p.bundle", "p.expires_at"])
+        .where("p.kind", "=", "preprocessing")
+        .where("p.expires_at", ">", now.toISOString())
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("validation_approvals as c")
+                .select("c.request_id")
+                .where("c.kind", "=", "completion")
+                .whereRef("c.request_id", "=", "p.request_id"),
+            ),
+          ),
+        )
+        .execute();
+      let latest: Date | undefined;
+      for (const row of rows) {
+        const bundle = fromBinary(
+          PreprocessingValidationSchema,
+          new Uint8Array(Buffer.from(row.bundle, "base64")),
+        );
+        if (!bundle.validatorSignatures.some((s) => s.validatorAddress === validator)) continue;
+        // ISO-8601 UTC strings of one format order like the times they name.
+        const expiresAt = new Date(row.expires_at as string);
+        if (latest === undefined || expiresAt > latest) latest = expiresAt;
+      }
+      return latest;
     },
   };
 }

@@ -170,7 +170,7 @@ async function world(
       key,
       0,
     );
-    await w.directory.registerValidator(record, "1000", `stake-${key.address}`);
+    await w.directory.registerValidator(record, 0n, "");
   }
   await w.directory.acceptRecord(await computeRecord(computeKey));
   await w.directory.heartbeat(computeKey.address, undefined);
