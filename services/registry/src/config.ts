@@ -44,6 +44,14 @@ export const registryConfigSpec = {
     default: "",
     doc: "The wallet's address (calls to it are signed for it); empty means no wallet: no subnets can be created and validators register without stake. The wallet's READERS must list the registry's address",
   }),
+  JOB_SERVER_URL: url({
+    default: "http://127.0.0.1:7001",
+    doc: "Base URL of the job server, to fetch a batch job's artifacts when re-executing its work",
+  }),
+  JOB_SERVER_ADDRESS: str({
+    default: "",
+    doc: "The job server's address; set, completion checks re-run a sample of batch inference and evaluation work (the job server's READERS must list this process); empty means batch completions are judged on signatures and result hashes",
+  }),
   TREASURY_ADDRESS: str({
     default: "",
     doc: "Address paid the treasury share and subnet fees; empty means the registry's own address (registry role); required in the validator role",

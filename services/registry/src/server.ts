@@ -46,7 +46,9 @@ import {
   type ValidationTables,
   validationMigrations,
 } from "./validation/approval-store.js";
+import { createBatchReexecution } from "./validation/batch-reexecution.js";
 import { createDirectorySources } from "./validation/directory-sources.js";
+import { createCompletionExecutorRegistry } from "./validation/executors.js";
 import { parsePaymentSplit } from "./validation/payment-tree.js";
 import { resolveValidationPolicy } from "./validation/policy.js";
 import { PROTOCOL_VERSION } from "./validation/protocol-version.js";
@@ -131,6 +133,33 @@ async function servingWhen(
   for (const name of names) server.health.setStatus(name, "NOT_SERVING");
   await ready();
   for (const name of names) server.health.setStatus(name, "SERVING");
+}
+
+/**
+ * The completion executors of this process: the batch re-executor when the job server is
+ * configured (JOB_SERVER_ADDRESS), none otherwise. Its connection closes with the server.
+ */
+function completionExecutorsFor(
+  config: RegistryConfig,
+  keyPair: KeyPair,
+  cleanups: ReturnType<typeof createCleanups>,
+) {
+  const executors = createCompletionExecutorRegistry();
+  if (config.JOB_SERVER_ADDRESS === "") return executors;
+  if (!isAddress(config.JOB_SERVER_ADDRESS)) {
+    throw new RegistrySetupError(
+      `JOB_SERVER_ADDRESS: not an address: ${config.JOB_SERVER_ADDRESS}`,
+    );
+  }
+  const reexecution = createBatchReexecution({
+    jobServerUrl: config.JOB_SERVER_URL,
+    jobServerAddress: config.JOB_SERVER_ADDRESS,
+    keyPair,
+    dataDir: config.DATA_DIR,
+  });
+  cleanups.add(() => reexecution.close());
+  executors.register(reexecution.executor);
+  return executors;
 }
 
 async function serviceKey(config: RegistryConfig, logger: Logger): Promise<KeyPair> {
@@ -270,6 +299,7 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       policy,
       validators: validatorCaller,
       validatorTimeoutMs: config.VALIDATOR_TIMEOUT_MS,
+      executors: completionExecutorsFor(config, keyPair, cleanups),
       onBackgroundError: (error) =>
         logger.warn({ err: error }, "validation background task failed"),
     });
@@ -383,6 +413,7 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
       keyPair,
       sources,
       policy: policyOf(config, config.TREASURY_ADDRESS),
+      executors: completionExecutorsFor(config, keyPair, cleanups),
     });
     server = await startServiceServer({
       service: "validator",
