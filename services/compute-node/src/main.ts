@@ -1,6 +1,6 @@
 import { createLogger, handleSignals, loadConfigOrExit } from "@tessera/runtime";
 import { computeNodeConfigSpec } from "./config.js";
-import { startComputeNodeServer } from "./server.js";
+import { startComputeNode } from "./server.js";
 
 const config = loadConfigOrExit(computeNodeConfigSpec);
 const logger = createLogger({
@@ -8,6 +8,6 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   format: config.LOG_FORMAT,
 });
-const server = await startComputeNodeServer(config, logger);
-handleSignals(server, logger);
-logger.info({ url: server.url }, "compute-node listening");
+const node = await startComputeNode(config, logger);
+handleSignals(node, logger);
+logger.info({ url: node.url, address: node.address }, "compute-node listening");
