@@ -79,12 +79,19 @@ export const SERVICES: readonly ServiceDefinition[] = [
     binary: "registry",
     portOffset: 3,
     peers: ["wallet"],
+    // The job server asks it for validation and reports node events; validation re-executes
+    // batch work with artifacts fetched from the job server.
+    laterPeers: ["job-server"],
     env: {
       REGISTRY_ROLE: "registry",
       VALIDATOR_QUORUM: "2",
       VALIDATOR_MIN_STAKE: String(DEVNET_VALIDATOR_STAKE),
     },
-    addressOf: { WALLET_ADDRESS: "wallet" },
+    addressOf: {
+      WALLET_ADDRESS: "wallet",
+      TRUSTED_REPORTERS: "job-server",
+      JOB_SERVER_ADDRESS: "job-server",
+    },
   },
   ...VALIDATORS.map(
     (name, i): ServiceDefinition => ({
@@ -92,11 +99,13 @@ export const SERVICES: readonly ServiceDefinition[] = [
       binary: "registry",
       portOffset: 6 + i,
       peers: ["wallet", "registry"],
+      laterPeers: ["job-server"],
       env: { REGISTRY_ROLE: "validator", VALIDATOR_STAKE: String(DEVNET_VALIDATOR_STAKE) },
       addressOf: {
         TRUSTED_REGISTRIES: "registry",
         TREASURY_ADDRESS: "registry",
         WALLET_ADDRESS: "wallet",
+        JOB_SERVER_ADDRESS: "job-server",
       },
     }),
   ),
@@ -106,6 +115,13 @@ export const SERVICES: readonly ServiceDefinition[] = [
     portOffset: 1,
     peers: ["wallet", "registry"],
     env: {},
+    // Escrows are checked and settled with the wallet, approvals asked of the registry; the
+    // registry and validators may read a job's artifacts to re-execute its work.
+    addressOf: {
+      WALLET_ADDRESS: "wallet",
+      REGISTRY_ADDRESS: "registry",
+      READERS: { each: ["registry", ...VALIDATORS] },
+    },
   },
   { name: "gateway", binary: "gateway", portOffset: 2, peers: ["wallet", "registry"], env: {} },
   {
@@ -114,6 +130,7 @@ export const SERVICES: readonly ServiceDefinition[] = [
     portOffset: 4,
     peers: ["registry", "job-server", "gateway"],
     env: {},
+    addressOf: { JOB_SERVER_ADDRESS: "job-server", REGISTRY_ADDRESS: "registry" },
   },
 ];
 
