@@ -1,6 +1,6 @@
 /**
- * What a command may touch: the environment and the three standard streams. main.ts builds it
- * from `process`; nothing else in the CLI reads `process` directly.
+ * What a command may touch: the environment, the three standard streams and Ctrl-C. main.ts
+ * builds it from `process`; nothing else in the CLI reads `process` directly.
  */
 import type { Readable, Writable } from "node:stream";
 
@@ -19,4 +19,10 @@ export interface CliContext {
   readonly stdout: Writable;
   /** Prompts, warnings and errors. */
   readonly stderr: Writable;
+  /**
+   * Calls `handler` on the first Ctrl-C (SIGINT) instead of ending the process, until the
+   * returned function is called; a second Ctrl-C ends the process as usual. Commands that follow
+   * something long (a job) use it to stop cleanly. Absent in tests.
+   */
+  readonly onInterrupt?: ((handler: () => void) => () => void) | undefined;
 }

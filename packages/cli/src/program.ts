@@ -1,13 +1,15 @@
 /**
  * The `tessera` command line: builds the command tree and runs it against a {@link CliContext}.
  * Each command group lives in ./commands/<group>.ts and registers itself here
- * (keys and wallet now; job later).
+ * (keys, wallet, job, artifact).
  */
 import { createRequire } from "node:module";
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Command, CommanderError } from "commander";
 import type { CliContext } from "./cli-context.js";
+import { registerArtifactCommands } from "./commands/artifact.js";
+import { registerJobCommands } from "./commands/job.js";
 import { registerKeysCommands } from "./commands/keys.js";
 import { registerWalletCommands } from "./commands/wallet.js";
 
@@ -26,6 +28,8 @@ export function createProgram(context: CliContext): Command {
     .showSuggestionAfterError(true);
   registerKeysCommands(program, context);
   registerWalletCommands(program, context);
+  registerJobCommands(program, context);
+  registerArtifactCommands(program, context);
   return program;
 }
 

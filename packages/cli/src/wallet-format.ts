@@ -120,7 +120,8 @@ export function formatTime(timestamp: Timestamp | undefined): string {
   return timestamp ? timestampDate(timestamp).toISOString() : "-";
 }
 
-function lines(fields: ReadonlyArray<readonly [string, string]>): string {
+/** `name: value` lines, an empty value printed as "-". */
+export function lines(fields: ReadonlyArray<readonly [string, string]>): string {
   return fields.map(([name, value]) => `${name}: ${value === "" ? "-" : value}\n`).join("");
 }
 
@@ -129,7 +130,7 @@ function optional(name: string, value: string): Array<readonly [string, string]>
 }
 
 /** Columns separated by two spaces; `rightAligned` columns are padded on the left (numbers). */
-function table(
+export function table(
   header: readonly string[],
   rows: ReadonlyArray<readonly string[]>,
   rightAligned: readonly number[] = [],

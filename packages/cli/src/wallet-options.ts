@@ -2,13 +2,11 @@
  * The wallet commands' arguments: checked and normalized before anything is sent, so a typo is a
  * clear one-line error instead of a request. Money stays a decimal string throughout.
  */
-import { existsSync } from "node:fs";
-import { isAbsolute, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { isAddress } from "@tessera/identity/address";
-import { InvalidKeyFileError, readKeyFile } from "@tessera/identity/key-file";
 import { TransactionKind } from "@tessera/proto/tessera/wallet/v1/wallet_pb.js";
 import { CliError } from "./cli-error.js";
+import { resolveServiceAddress } from "./service-address.js";
+
+export { CLI_REPO_ROOT, parseAddress } from "./service-address.js";
 
 /** The wallet URL when neither --wallet-url nor TESSERA_WALLET_URL is given (the devnet's). */
 export const DEFAULT_WALLET_URL = "http://127.0.0.1:7005";
@@ -18,12 +16,6 @@ export const CLIENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Largest --limit: the wallet lowers larger page sizes to this anyway. */
 export const MAX_HISTORY_LIMIT = 1000;
-
-/**
- * The repository the CLI was built in (`<repo>/packages/cli/dist/*.js` -> `<repo>`), where the
- * devnet keeps its data by default (`<repo>/.tessera-data`).
- */
-export const CLI_REPO_ROOT: string = fileURLToPath(new URL("../../../", import.meta.url));
 
 /**
  * An amount of base units as typed: decimal digits only (no sign, point, exponent or spaces),
@@ -40,17 +32,6 @@ export function parseAmount(text: string, what = "--amount"): string {
   const canonical = text.replace(/^0+(?=[0-9])/, "");
   if (canonical === "0") throw new CliError(`${what} must be greater than zero`);
   return canonical;
-}
-
-/**
- * A Tessera address (`tsr1…`, checksum verified).
- * @throws CliError otherwise.
- */
-export function parseAddress(text: string, what = "address"): string {
-  if (!isAddress(text)) {
-    throw new CliError(`${what} is not a valid address (tsr1…): ${JSON.stringify(text)}`);
-  }
-  return text;
 }
 
 /**
@@ -148,30 +129,14 @@ export interface WalletAddressSources {
  *    Only the file's public address is read; no password is needed.
  * @throws CliError when none gives a valid address.
  */
-export async function resolveWalletAddress(sources: WalletAddressSources): Promise<string> {
-  if (sources.option) return parseAddress(sources.option, "--wallet-address");
-  const fromEnv = sources.env.TESSERA_WALLET_ADDRESS;
-  if (fromEnv) return parseAddress(fromEnv, "TESSERA_WALLET_ADDRESS");
-  const dataDir = sources.env.TESSERA_DATA_DIR;
-  const keyFile = dataDir
-    ? join(isAbsolute(dataDir) ? dataDir : resolve(dataDir), "wallet", "key.json")
-    : join(sources.repoRoot ?? CLI_REPO_ROOT, ".tessera-data", "wallet", "key.json");
-  if (!dataDir && !existsSync(keyFile)) {
-    throw new CliError(
-      "the wallet's address is unknown: pass --wallet-address or set TESSERA_WALLET_ADDRESS (or TESSERA_DATA_DIR to a devnet's data directory)",
-    );
-  }
-  try {
-    return parseAddress((await readKeyFile(keyFile)).address, `the address in ${keyFile}`);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new CliError(
-        `the wallet's address is unknown: no key file at ${keyFile}; pass --wallet-address or set TESSERA_WALLET_ADDRESS`,
-      );
-    }
-    if (error instanceof InvalidKeyFileError) {
-      throw new CliError(`cannot read the wallet's address: ${error.message}`);
-    }
-    throw error;
-  }
+export function resolveWalletAddress(sources: WalletAddressSources): Promise<string> {
+  return resolveServiceAddress(
+    {
+      dataFolder: "wallet",
+      label: "wallet",
+      option: "--wallet-address",
+      variable: "TESSERA_WALLET_ADDRESS",
+    },
+    sources,
+  );
 }

@@ -234,7 +234,10 @@ payment: {amount: "18446744073709551616", expires_in: 2h}
 
   it("makes the escrow outlast a deadline the spec sets", async () => {
     const net = fakeNetwork();
-    const spec = paidSpec.replace("job_id: paid-1", "job_id: paid-2\nexpires_at: 2030-01-02T00:00:00Z");
+    const spec = paidSpec.replace(
+      "job_id: paid-1",
+      "job_id: paid-2\nexpires_at: 2030-01-02T00:00:00Z",
+    );
     await submitJob(net.jobServer, parseJobSpecYaml(spec, dir), {
       wallet: net.wallet,
       upload: fakeUploader().upload,

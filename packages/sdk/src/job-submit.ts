@@ -177,10 +177,7 @@ export async function submitJob(
     const expiresInMs =
       spec.expiresAt === undefined
         ? parsed.payment.escrowExpiresInMs
-        : Math.max(
-            parsed.payment.escrowExpiresInMs,
-            timestampMs(spec.expiresAt) + margin - nowMs,
-          );
+        : Math.max(parsed.payment.escrowExpiresInMs, timestampMs(spec.expiresAt) + margin - nowMs);
     const ensured = await ensureJobEscrow(
       options.wallet,
       {

@@ -194,6 +194,38 @@ describe("watchJob", () => {
     assert.deepEqual(reconnects, [1, 2]);
   });
 
+  it("keeps waiting through streams that end quietly after a while (a job queued for long)", async () => {
+    const quiet = async function* (): AsyncGenerator<StreamJobUpdatesResponse> {
+      // Open past half of the 200 ms deadline below, then closed by the server before it.
+      await new Promise((resolve) => setTimeout(resolve, 130));
+      yield* [];
+    };
+    const jobs = fakeJobs(
+      [
+        async function* () {
+          yield update(1, JobState.QUEUED);
+        },
+        quiet,
+        quiet,
+        quiet,
+        async function* () {
+          yield update(2, JobState.COMPLETED, true);
+        },
+      ],
+      () => ({ status: create(JobStatusSchema, { state: JobState.QUEUED }) }),
+    );
+    const failures: number[] = [];
+    const outcome = await watchJob(jobs.client, "job-1", undefined, {
+      streamTimeoutMs: 200,
+      maxReconnects: 1,
+      retryDelayMs: 1,
+      onReconnect: (info) => failures.push(info.failures),
+    });
+    assert.equal(outcome.status.state, JobState.COMPLETED);
+    assert.deepEqual(failures, [0, 0, 0, 0]);
+    assert.deepEqual(jobs.opened, [0n, 1n, 1n, 1n, 1n]);
+  });
+
   it("stops when its signal aborts, with the signal's reason", async () => {
     const controller = new AbortController();
     const jobs = fakeJobs([

@@ -18,6 +18,12 @@ import { callOptions } from "./service-client.js";
 /** How long one StreamJobUpdates call may stay open before it is reopened: 2 minutes. */
 export const DEFAULT_STREAM_TIMEOUT_MS = 120_000;
 
+/**
+ * A stream that ends cleanly after being open this long (or half its deadline, if less) without
+ * an update ended because the job was quiet, not because something failed: 5 s.
+ */
+const IDLE_STREAM_MS = 5_000;
+
 /** Reconnections in a row that bring no update before {@link watchJob} gives up: 6. */
 export const DEFAULT_MAX_RECONNECTS = 6;
 
@@ -31,7 +37,10 @@ export interface JobOutcome {
 
 /** Why {@link watchJob} opens another stream. */
 export interface ReconnectInfo {
-  /** Reconnections in a row without an update, 1-based; 0 after a stream that delivered some. */
+  /**
+   * Failed streams in a row, 1-based; 0 when the last stream delivered updates or was merely quiet
+   * (open a while, then ended by its deadline).
+   */
   readonly failures: number;
   /** The error that ended the last stream; undefined when it ended cleanly or at its deadline. */
   readonly error: ConnectError | undefined;
@@ -74,9 +83,10 @@ const TRANSIENT: ReadonlySet<Code> = new Set([
  * Follows `jobId` until it reaches COMPLETED, FAILED or CANCELLED, calling `onUpdate` with each
  * update once (in sequence order; an update seen before a reconnection is not repeated) and
  * resolving with the final status and result. A stream that ends early is reopened after the last
- * sequence seen, at once when it had delivered updates or ended at its deadline, after a growing
- * pause when it failed; a stream that ends without news is followed by one GetJobStatus, so a job
- * that ended meanwhile is noticed either way.
+ * sequence seen: at once when it had delivered updates, ended at its deadline or was simply open a
+ * while (a quiet job: it may stay queued for hours); after a growing pause when it failed or
+ * ended at once. A stream that ends without news is followed by one GetJobStatus, so a job that
+ * ended meanwhile is noticed either way.
  * @throws ConnectError for an answer about the job (not_found, permission_denied, ...) or after
  * `maxReconnects` failed reconnections in a row; the abort reason when `signal` aborts.
  */
@@ -110,6 +120,7 @@ export async function watchJob(
       );
     }, streamTimeoutMs);
     let terminal: StreamJobUpdatesResponse | undefined;
+    const openedAt = Date.now();
     try {
       const stream = jobs.streamJobUpdates(
         { protocolVersion: SDK_PROTOCOL_VERSION, jobId, afterSequence },
@@ -147,8 +158,13 @@ export async function watchJob(
         ? { status: terminal.status, result: terminal.result }
         : outcomeOf(await currentStatus(jobs, jobId, signal), terminal.status);
     }
-    const quietDeadline = ended?.code === Code.DeadlineExceeded;
-    if (delivered > 0 || quietDeadline) {
+    // A stream that stayed open a while and then ended (the server closes idle streams before
+    // their deadline) is a quiet job, not a failure; only streams that fail or end at once count.
+    const quiet =
+      ended?.code === Code.DeadlineExceeded ||
+      (ended === undefined &&
+        Date.now() - openedAt >= Math.min(streamTimeoutMs / 2, IDLE_STREAM_MS));
+    if (delivered > 0 || quiet) {
       failures = 0;
     } else {
       failures += 1;
