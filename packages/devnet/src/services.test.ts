@@ -34,6 +34,7 @@ describe("the service table", () => {
       "validator-1": 7006,
       "validator-2": 7007,
       "validator-3": 7008,
+      "compute-node-2": 7009,
     });
   });
 

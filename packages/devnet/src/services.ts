@@ -46,11 +46,14 @@ export const DEVNET_VALIDATOR_STAKE = 100_000_000n;
 /** What each devnet validator is given at genesis: enough for ten stakes (re-registrations). */
 export const DEVNET_VALIDATOR_FUNDS = 10n * DEVNET_VALIDATOR_STAKE;
 
+/** compute-node-2's asking price per hour (base units): a one-minute job costs 1000. */
+export const DEVNET_NODE_PRICE_PER_HOUR = 60_000n;
+
 const VALIDATORS: readonly ServiceName[] = ["validator-1", "validator-2", "validator-3"];
 
 /**
  * The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004,
- * wallet 7005, validator-1..3 7006-7008.
+ * wallet 7005, validator-1..3 7006-7008, compute-node-2 7009.
  */
 export const DEFAULT_PORT_BASE = 7000;
 
@@ -130,6 +133,17 @@ export const SERVICES: readonly ServiceDefinition[] = [
     portOffset: 4,
     peers: ["registry", "job-server", "gateway"],
     env: {},
+    addressOf: { JOB_SERVER_ADDRESS: "job-server", REGISTRY_ADDRESS: "registry" },
+  },
+  {
+    // A second node that asks a price, so paid jobs have somewhere to run (the scheduler places a
+    // free job only on a free node, and a paid one on a node whose price it covers), and a job
+    // survives losing one node.
+    name: "compute-node-2",
+    binary: "compute-node",
+    portOffset: 9,
+    peers: ["registry", "job-server", "gateway"],
+    env: { PRICE_PER_HOUR: DEVNET_NODE_PRICE_PER_HOUR.toString() },
     addressOf: { JOB_SERVER_ADDRESS: "job-server", REGISTRY_ADDRESS: "registry" },
   },
 ];

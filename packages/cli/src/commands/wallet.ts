@@ -14,7 +14,7 @@ import {
   TransferResponseSchema,
   WalletService,
 } from "@tessera/proto/tessera/wallet/v1/wallet_service_pb.js";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import type { CliContext } from "../cli-context.js";
 import { CliError } from "../cli-error.js";
 import { type CallSigner, withServiceClient } from "../clients.js";
@@ -104,7 +104,12 @@ export function registerWalletCommands(program: Command, context: CliContext): v
       .description("print an address's balance: available, held in escrow, staked, total")
       .argument("[address]", "the address to read (default: the --key's address)"),
   )
-    .option("--key <name>", "sign the read with this key (the wallet shows a balance to its owner)")
+    .addOption(
+      new Option(
+        "--key <name>",
+        "sign the read with this key (the wallet shows a balance to its owner)",
+      ).env("TESSERA_KEY"),
+    )
     .option("--password-stdin", "read the key's password from stdin")
     .action(async (address: string | undefined, options: ConnectionOptions & KeyOptions) => {
       const reader = await readerOf(context, address, options);
@@ -120,7 +125,9 @@ export function registerWalletCommands(program: Command, context: CliContext): v
     wallet
       .command("transfer")
       .description("send base units from your key's address to another address (signed)")
-      .requiredOption("--key <name>", "the paying key")
+      .addOption(
+        new Option("--key <name>", "the paying key").env("TESSERA_KEY").makeOptionMandatory(),
+      )
       .requiredOption("--to <address>", "the receiving address")
       .requiredOption("--amount <base units>", "how much, a whole number of base units"),
   )
@@ -182,7 +189,11 @@ export function registerWalletCommands(program: Command, context: CliContext): v
     wallet
       .command("faucet")
       .description("development networks only: mint base units to your key's address (signed)")
-      .requiredOption("--key <name>", "the key whose address receives the money")
+      .addOption(
+        new Option("--key <name>", "the key whose address receives the money")
+          .env("TESSERA_KEY")
+          .makeOptionMandatory(),
+      )
       .requiredOption("--amount <base units>", "how much, a whole number of base units"),
   )
     .option("--id <faucet id>", "client-chosen id (default: a new UUID, printed)")
@@ -225,7 +236,12 @@ export function registerWalletCommands(program: Command, context: CliContext): v
       .description("list an address's ledger entries, newest first, one page at a time")
       .argument("[address]", "the address to list (default: the --key's address)"),
   )
-    .option("--key <name>", "sign the read with this key (the wallet lists an owner's entries)")
+    .addOption(
+      new Option(
+        "--key <name>",
+        "sign the read with this key (the wallet lists an owner's entries)",
+      ).env("TESSERA_KEY"),
+    )
     .option("--password-stdin", "read the key's password from stdin")
     .option(
       "--kind <kinds>",
@@ -263,7 +279,11 @@ export function registerWalletCommands(program: Command, context: CliContext): v
       .description("print an escrow: state, payer, arbiter, amounts, times and payment tree")
       .argument("<escrow-id>", "the escrow's id"),
   )
-    .option("--key <name>", "sign the read with this key (its payer, arbiter or a payee)")
+    .addOption(
+      new Option("--key <name>", "sign the read with this key (its payer, arbiter or a payee)").env(
+        "TESSERA_KEY",
+      ),
+    )
     .option("--password-stdin", "read the key's password from stdin")
     .action(async (escrowId: string, options: ConnectionOptions & KeyOptions) => {
       const id = parseClientId(escrowId, "the escrow id");
