@@ -193,6 +193,7 @@ export async function checkPreprocessingTerms(
   const subnet = await subnetFacts(check.sources, work.subnetId, work.modelId, policy);
   const node = await check.sources.getNode(routed);
   const problem = routeProblem(node, {
+    kind: work.kind,
     modelId: work.modelId,
     subnetId: work.subnetId,
     now,

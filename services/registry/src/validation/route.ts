@@ -12,6 +12,7 @@ import {
   RouteSchema,
 } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { NodeEntry } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
+import { WorkKind } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
 
 /** Where a node's route points: the endpoint's URL, or http://host:port, or "" behind NAT. */
 export function endpointUrl(endpoint: Endpoint | undefined): string {
@@ -24,6 +25,11 @@ export function endpointUrl(endpoint: Endpoint | undefined): string {
 
 /** What a route must satisfy. */
 export interface RouteRequirements {
+  /**
+   * The kind of work. An inference task runs on a model the node hosts warm; a batch job brings
+   * its model by content (the node fetches it from the job server), so its node need not host it.
+   */
+  readonly kind: WorkKind;
   readonly modelId: string;
   readonly subnetId: bigint;
   readonly now: Date;
@@ -33,7 +39,7 @@ export interface RouteRequirements {
 /**
  * Why `entry` cannot run the work, in words fit for an error message, or undefined when it
  * qualifies: a valid signed record with proof of work, a compute node, online, not banned,
- * hosting the model warm, in the work's subnet.
+ * hosting the model warm (inference tasks; not batch jobs), in the work's subnet.
  */
 export function routeProblem(
   entry: NodeEntry | undefined,
@@ -55,7 +61,10 @@ export function routeProblem(
     return `${who} is banned`;
   }
   if (standing?.online !== true) return `${who} is offline`;
-  if (!record.models.some((model) => model.modelId === requirements.modelId)) {
+  if (
+    requirements.kind !== WorkKind.BATCH_JOB &&
+    !record.models.some((model) => model.modelId === requirements.modelId)
+  ) {
     return `${who} does not host model "${requirements.modelId}"`;
   }
   if (record.subnetId !== requirements.subnetId) {

@@ -369,6 +369,7 @@ export function createValidationEngine(options: ValidationEngineOptions): Valida
     now: Date,
   ): Promise<PreprocessingTerms> {
     const requirements = {
+      kind: work.kind,
       modelId: work.modelId,
       subnetId: work.subnetId,
       now,

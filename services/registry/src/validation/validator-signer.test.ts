@@ -10,7 +10,10 @@ import {
   SubnetMetadataSchema,
   SubnetStatus,
 } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
-import { ExecutionEvidenceSchema } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
+import {
+  ExecutionEvidenceSchema,
+  WorkKind,
+} from "@tessera/proto/tessera/registry/v1/validation_pb.js";
 import {
   SignCompletionRequestSchema,
   SignPreprocessingRequestSchema,
@@ -231,6 +234,26 @@ describe("validator signer: preprocessing", () => {
       assert.match(error.message, message);
     });
   }
+
+  test("signs a batch job routed to a node that does not host its model (the node fetches it)", async () => {
+    const s = setup();
+    const work = inferenceWork(gateway, client, { requestId: "job-1" });
+    work.kind = WorkKind.BATCH_JOB;
+    work.modelId = "blobs-classifier";
+    work.estimatedComputeMs = 2_000n;
+    const terms = buildPreprocessingTerms({
+      work,
+      node: entryOf(record),
+      subnet: { subnetId: 0n, split: DEFAULT_PAYMENT_SPLIT, free: false },
+      validatorAddresses: validators.map((v) => v.address),
+      expiresAt: new Date(NOW.getTime() + policy.approvalTtlMs),
+      policy,
+    });
+    const signature = await s.signer.signPreprocessing(request(work, terms));
+    assert.ok(verifyValidatorSignature(terms, signature));
+    // 2 s at 3,600,000 per hour is 2000 base units.
+    assert.equal(terms.paymentTree?.computeAmount, "1600");
+  });
 
   test("refuses a subnet it does not know", async () => {
     const s = setup();
