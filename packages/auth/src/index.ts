@@ -6,8 +6,10 @@ export {
 } from "./requires-signature.js";
 export { createSigningInterceptor, type SigningInterceptorOptions } from "./signing-interceptor.js";
 export {
+  type ArrivalHook,
   type CallerStanding,
   createVerifyingInterceptor,
   type NonceHighWaterStore,
+  type VerifyingInterceptor,
   type VerifyingInterceptorOptions,
 } from "./verifying-interceptor.js";

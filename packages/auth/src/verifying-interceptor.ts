@@ -6,6 +6,8 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
+  type ContextValues,
+  createContextKey,
   type Interceptor,
   type StreamRequest,
   type UnaryRequest,
@@ -71,6 +73,28 @@ export interface VerifyingInterceptorOptions {
   readonly requiresSignature?: ((method: DescMethod) => boolean) | undefined;
 }
 
+/**
+ * Called by a server runtime when a call's HTTP request arrives, before the protocol reads its
+ * body: it may note something in the call's context values and returns what to run once the call
+ * has ended (on every path: success, error, undecodable body, client gone), or undefined.
+ * @tessera/runtime calls the `onArrival` of each of its interceptors that has one (it declares the
+ * same shape structurally, as it does not depend on this package).
+ */
+export type ArrivalHook = (
+  header: Headers,
+  contextValues: ContextValues,
+) => (() => void) | undefined;
+
+/** The interceptor of {@link createVerifyingInterceptor}, with its arrival hook. */
+export type VerifyingInterceptor = Interceptor & {
+  /**
+   * Joins the caller's lane when a call carrying `tessera-caller` and `tessera-signature` arrives,
+   * so nonces are recorded in arrival order even where the protocol runs a unary call's
+   * interceptors only after reading its body but a stream's at once. Returns the release.
+   */
+  readonly onArrival: ArrivalHook;
+};
+
 const DEFAULT_CLOCK_SKEW_MS = 30_000;
 const DEFAULT_MAX_DEADLINE_MS = 300_000;
 const NS_PER_MS = 1_000_000n;
@@ -106,7 +130,9 @@ function reject(code: Code, reason: string): never {
  *
  * Concurrent calls of one caller record their nonces in the order they arrived (./caller-lanes.ts),
  * whatever order their checks finish in; a client stream whose first message is slow holds the
- * caller's later calls at check 8 until it arrives or the call ends.
+ * caller's later calls at check 8 until it arrives or the call ends. "Arrived" is when the runtime
+ * called `onArrival` (when the HTTP request came in: Connect runs a unary call's interceptors only
+ * after reading its body, a stream's at once), else when this interceptor started.
  *
  * Then the handler runs with `verifiedCallerKey` set. Messages after a stream's first one are not
  * hashed: they ride on the authenticated stream, whose HTTP/2 stream or HTTP/1 connection the
@@ -115,7 +141,9 @@ function reject(code: Code, reason: string): never {
  *
  * @throws TypeError at creation when `selfAddress` is not an address.
  */
-export function createVerifyingInterceptor(options: VerifyingInterceptorOptions): Interceptor {
+export function createVerifyingInterceptor(
+  options: VerifyingInterceptorOptions,
+): VerifyingInterceptor {
   const { selfAddress, nonceStore } = options;
   if (!isAddress(selfAddress)) {
     throw new TypeError("selfAddress must be this server's address (tsr1…)");
@@ -126,6 +154,11 @@ export function createVerifyingInterceptor(options: VerifyingInterceptorOptions)
   const authorizeCaller = options.authorizeCaller;
   const requiresSignature = options.requiresSignature ?? requiresSignatureByDefault;
   const lanes = createCallerLanes();
+  /** The lane place taken on arrival; private to this interceptor, so nothing else can set it. */
+  const arrivalKey = createContextKey<{ caller: string; ticket: LaneTicket } | undefined>(
+    undefined,
+    { description: "tessera caller lane joined on arrival" },
+  );
 
   /** Checks 2 to 8 of a call whose caller header (check 1) is valid; returns the request to pass on. */
   async function verifyRest(
@@ -217,36 +250,57 @@ export function createVerifyingInterceptor(options: VerifyingInterceptorOptions)
     return verified;
   }
 
-  return (next) => async (req) => {
+  const interceptor: Interceptor = (next) => async (req) => {
     // Nothing from before this interceptor may pose as a verified caller.
     req.contextValues.delete(verifiedCallerKey);
-    const header = req.header;
-    const callerHeader = header.get(H.caller);
-    const signatureHeader = header.get(H.signature);
-    if (!requiresSignature(req.method) && callerHeader === null && signatureHeader === null) {
-      return next(req);
-    }
-
-    // 1. caller
-    if (!callerHeader) reject(Code.Unauthenticated, `missing caller (${H.caller})`);
-    const caller = callerHeader;
-    let callerKey: Uint8Array;
-    try {
-      // The checksum is checked here; identity caches the key's OpenSSL form per public key.
-      callerKey = publicKeyFromAddress(caller);
-    } catch {
-      reject(Code.Unauthenticated, "invalid caller address");
-    }
-
-    // Joined synchronously on arrival, before anything awaits: see ./caller-lanes.ts.
-    const ticket = lanes.join(caller);
+    const arrival = req.contextValues.get(arrivalKey);
+    req.contextValues.delete(arrivalKey);
+    let ticket: LaneTicket | undefined;
+    let caller: string;
     let verified: UnaryRequest | StreamRequest;
     try {
+      const header = req.header;
+      const callerHeader = header.get(H.caller);
+      const signatureHeader = header.get(H.signature);
+      if (!requiresSignature(req.method) && callerHeader === null && signatureHeader === null) {
+        arrival?.ticket.done();
+        return await next(req);
+      }
+
+      // 1. caller
+      if (!callerHeader) reject(Code.Unauthenticated, `missing caller (${H.caller})`);
+      caller = callerHeader;
+      let callerKey: Uint8Array;
+      try {
+        // The checksum is checked here; identity caches the key's OpenSSL form per public key.
+        callerKey = publicKeyFromAddress(caller);
+      } catch {
+        reject(Code.Unauthenticated, "invalid caller address");
+      }
+
+      // The place taken when the request arrived, or (outside the runtime, or if the caller header
+      // changed since) one joined now, synchronously, before anything awaits: see ./caller-lanes.ts.
+      if (arrival !== undefined && arrival.caller === caller) {
+        ticket = arrival.ticket;
+      } else {
+        arrival?.ticket.done();
+        ticket = lanes.join(caller);
+      }
       verified = await verifyRest(req, caller, callerKey, signatureHeader, ticket);
     } finally {
-      ticket.done();
+      (ticket ?? arrival?.ticket)?.done();
     }
     req.contextValues.set(verifiedCallerKey, caller);
     return next(verified);
   };
+
+  const onArrival: ArrivalHook = (header, contextValues) => {
+    const caller = header.get(H.caller);
+    if (!caller || !header.get(H.signature)) return undefined;
+    const ticket = lanes.join(caller);
+    contextValues.set(arrivalKey, { caller, ticket });
+    return ticket.done;
+  };
+
+  return Object.assign(interceptor, { onArrival });
 }

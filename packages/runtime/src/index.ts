@@ -17,6 +17,7 @@ export {
 } from "./config.js";
 export type { HealthRegistry, ServingStatus } from "./health.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export type { ArrivalHook } from "./rpc-handler.js";
 export {
   type Limits,
   type ServiceServer,

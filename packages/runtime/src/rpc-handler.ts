@@ -5,6 +5,7 @@ import {
   Code,
   ConnectError,
   type ConnectRouter,
+  type ContextValues,
   createConnectRouter,
   createContextKey,
   createContextValues,
@@ -36,8 +37,35 @@ export interface RpcHandlerOptions {
   shutdownSignal: AbortSignal;
   /** Registers the services. */
   routes: (router: ConnectRouter) => void;
-  /** Run inside the runtime's deadline and error-capturing interceptors. */
+  /**
+   * Run inside the runtime's deadline and error-capturing interceptors. One with an `onArrival`
+   * property (see {@link ArrivalHook}) also gets each call as its HTTP request arrives.
+   */
   interceptors: readonly Interceptor[];
+}
+
+/**
+ * An optional property of an interceptor: called when a call's HTTP request arrives, before
+ * Connect reads its body (Connect runs a unary call's interceptors only after reading the body,
+ * a streaming call's at once, so only this sees calls in arrival order). It may note something in
+ * the call's context values (the ones its interceptors get) and returns what to run when the call
+ * has ended, or undefined. The runtime runs that release exactly once on every path: the response
+ * sent, an error, an undecodable or oversize body, the client gone. @tessera/auth's verifying
+ * interceptor has one (the same shape, declared there).
+ */
+export type ArrivalHook = (
+  header: Headers,
+  contextValues: ContextValues,
+) => (() => void) | undefined;
+
+/** The arrival hooks of `interceptors`, in order. */
+function arrivalHooks(interceptors: readonly Interceptor[]): ArrivalHook[] {
+  const hooks: ArrivalHook[] = [];
+  for (const interceptor of interceptors) {
+    const hook = (interceptor as Interceptor & { onArrival?: unknown }).onArrival;
+    if (typeof hook === "function") hooks.push(hook as ArrivalHook);
+  }
+  return hooks;
 }
 
 /** Serves the RPCs registered by `routes` to Node HTTP/1.1 and HTTP/2 requests. */
@@ -106,6 +134,7 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
   const paths = new Map<string, UniversalHandler>();
   for (const handler of router.handlers) paths.set(handler.requestPath, handler);
   const services = [...new Set(router.handlers.map((h) => h.service))];
+  const onArrival = arrivalHooks(opts.interceptors);
 
   return {
     services,
@@ -119,7 +148,7 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
       const { protocol, framing } = detectProtocol(req.method, req.headers["content-type"]);
       const thrown: { error?: unknown } = {};
       let reported = false;
-      const done = (error: ConnectError | undefined) => {
+      let done = (error: ConnectError | undefined) => {
         if (reported) return;
         reported = true;
         const durationMs = Math.round((performance.now() - startedAt) * 10) / 10;
@@ -143,14 +172,10 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
         else logger.info(line, "rpc");
       };
 
+      const contextValues = createContextValues().set(thrownKey, thrown);
       let uReq: ReturnType<typeof universalRequestFromNodeRequest>;
       try {
-        uReq = universalRequestFromNodeRequest(
-          req,
-          res,
-          undefined,
-          createContextValues().set(thrownKey, thrown),
-        );
+        uReq = universalRequestFromNodeRequest(req, res, undefined, contextValues);
       } catch (err) {
         // e.g. no Host header on HTTP/1.0: Connect cannot build the request URL.
         done(ConnectError.from(err, Code.InvalidArgument));
@@ -158,6 +183,17 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
         return true;
       }
       applyDeadlineLimits(uReq.header, protocol, opts.deadlines);
+      if (onArrival.length > 0) {
+        const release = arrive(onArrival, uReq.header, contextValues, logger);
+        // 'close' comes once the response ended or the stream or connection was cut, whatever
+        // Connect did with the request; `done` comes earlier, when the last byte was handed over.
+        res.once("close", release);
+        const report = done;
+        done = (error) => {
+          release();
+          report(error);
+        };
+      }
       handler(uReq)
         .then((uRes) =>
           observeOutcome(framing, uRes, { correct: correctDecodeError, onDone: done }),
@@ -170,5 +206,38 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
         });
       return true;
     },
+  };
+}
+
+/**
+ * Runs the arrival hooks of one call; returns a function that runs their releases, once. A hook
+ * that throws is logged and skipped.
+ */
+function arrive(
+  hooks: readonly ArrivalHook[],
+  header: Headers,
+  contextValues: ContextValues,
+  logger: Logger,
+): () => void {
+  const releases: Array<() => void> = [];
+  for (const hook of hooks) {
+    try {
+      const release = hook(header, contextValues);
+      if (release) releases.push(release);
+    } catch (err) {
+      logger.error({ err }, "interceptor arrival hook failed");
+    }
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    for (const release of releases) {
+      try {
+        release();
+      } catch (err) {
+        logger.error({ err }, "interceptor arrival release failed");
+      }
+    }
   };
 }
