@@ -10,44 +10,23 @@
  * | PREPROCESSING | "tessera-data" | dataset + hyperparameters.transforms              | data, test (split), metrics  |
  */
 import { JobType } from "@tessera/proto/tessera/job/v1/job_pb.js";
+import { RUNTIME_BY_JOB_TYPE } from "./capabilities.js";
 import { JobInputError } from "./errors.js";
 import { runEvaluation } from "./evaluation.js";
 import { runInference } from "./inference.js";
 import type { JobRunContext, JobRunInput, JobRunOutput } from "./job-run.js";
-import {
-  CSV_MEDIA_TYPE,
-  NDJSON_MEDIA_TYPE,
-  ONNX_MEDIA_TYPE,
-  SEQUENTIAL_MEDIA_TYPE,
-} from "./media-types.js";
 import { runPreprocessing } from "./preprocessing.js";
 import { runTraining } from "./training.js";
 
-/** Runtimes this package provides, as a node advertises them in NodeRecord.runtimes. */
-export const SUPPORTED_RUNTIMES = ["onnxruntime", "tfjs", "tessera-data"] as const;
-
-/** A runtime this package provides. */
-export type SupportedRuntime = (typeof SUPPORTED_RUNTIMES)[number];
-
-/** The runtime each supported job type runs on. */
-export const RUNTIME_BY_JOB_TYPE: ReadonlyMap<JobType, SupportedRuntime> = new Map([
-  [JobType.TRAINING, "tfjs"],
-  [JobType.INFERENCE, "onnxruntime"],
-  [JobType.EVALUATION, "onnxruntime"],
-  [JobType.PREPROCESSING, "tessera-data"],
-]);
-
-/** Job types {@link runJob} runs. */
-export const SUPPORTED_JOB_TYPES: readonly JobType[] = [...RUNTIME_BY_JOB_TYPE.keys()];
-
-/** Model media types the executors read (ONNX for inference/evaluation, documents for all). */
-export const MODEL_MEDIA_TYPES = [ONNX_MEDIA_TYPE, SEQUENTIAL_MEDIA_TYPE] as const;
-
-/** Model formats the executors read: ONNX graphs and "tessera.sequential/v1" documents. */
-export const MODEL_FORMATS = ["onnx", "tessera.sequential/v1"] as const;
-
-/** Dataset media types the executors read. */
-export const DATASET_MEDIA_TYPES = [CSV_MEDIA_TYPE, NDJSON_MEDIA_TYPE] as const;
+export {
+  DATASET_MEDIA_TYPES,
+  MODEL_FORMATS,
+  MODEL_MEDIA_TYPES,
+  RUNTIME_BY_JOB_TYPE,
+  SUPPORTED_JOB_TYPES,
+  SUPPORTED_RUNTIMES,
+  type SupportedRuntime,
+} from "./capabilities.js";
 
 /**
  * Runs the job `input.spec` describes on the local files of `input`, writing its artifacts into

@@ -4,7 +4,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, createClient } from "@connectrpc/connect";
 import { createNonceSource } from "@tessera/identity/nonce";
 import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
-import { MODEL_FORMATS, SUPPORTED_RUNTIMES } from "@tessera/ml/run-job";
+import { MODEL_FORMATS, SUPPORTED_RUNTIMES } from "@tessera/ml/capabilities";
 import { DeviceType, type NodeRecord } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import { TensorService } from "@tessera/proto/tessera/compute/v1/tensor_service_pb.js";
 import { RegistryService } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
