@@ -15,7 +15,7 @@ import { formatArtifact } from "../job-format.js";
 import { parseArtifactId, parseJobId } from "../job-options.js";
 import { type JobServerOptions, withJobServer } from "../job-server-connection.js";
 import { formatJson } from "../wallet-format.js";
-import { JOB_SERVER_HELP } from "./job.js";
+import { JOB_SERVER_HELP, jobServerOptions } from "./job.js";
 
 interface GetOptions extends JobServerOptions {
   readonly output?: string;
@@ -116,19 +116,7 @@ export function registerArtifactCommands(program: Command, context: CliContext):
 
 /** Adds the options every artifact command takes. */
 function connection(command: Command): Command {
-  return command
-    .option("--key <name>", "the key that signs (default: $TESSERA_KEY)")
-    .option("--password-stdin", "read the key's password from stdin")
-    .option(
-      "--job-server-url <url>",
-      "the job server's URL (default: $TESSERA_JOB_SERVER_URL or the devnet's)",
-    )
-    .option(
-      "--job-server-address <address>",
-      "the job server's address, the target of signed calls",
-    )
-    .option("--json", "print the artifact record as JSON instead of text")
-    .addHelpText("after", JOB_SERVER_HELP);
+  return jobServerOptions(command, "print the artifact record as JSON instead of text");
 }
 
 /**

@@ -260,8 +260,11 @@ export function registerJobCommands(program: Command, context: CliContext): void
     });
 }
 
-/** Adds the options every job command takes. */
-function jobServerOptions(command: Command): Command {
+/** Adds the options every job and artifact command takes; `json` says what --json prints. */
+export function jobServerOptions(
+  command: Command,
+  json = "print the job server's response as JSON instead of text",
+): Command {
   return command
     .option("--key <name>", "the key that signs (default: $TESSERA_KEY)")
     .option("--password-stdin", "read the key's password from stdin")
@@ -273,7 +276,7 @@ function jobServerOptions(command: Command): Command {
       "--job-server-address <address>",
       "the job server's address, the target of signed calls",
     )
-    .option("--json", "print the job server's response as JSON instead of text")
+    .option("--json", json)
     .addHelpText("after", JOB_SERVER_HELP);
 }
 
