@@ -54,6 +54,7 @@ import { SDK_PROTOCOL_VERSION as V1 } from "@tessera/sdk/protocol-version";
 import { sealComputeNodeRecord } from "./hardware/node-record.js";
 import { createSignedTransport } from "./peers/signed-transport.js";
 import { NODE_PROTOCOL_VERSION } from "./protocol-version.js";
+import { blobsCsv, featuresOf, MODEL_DOCUMENT } from "./test-blobs.js";
 import { assertServicesBuilt, startTestNetwork, type TestNetwork } from "./test-network.js";
 
 await assertServicesBuilt();
@@ -61,65 +62,8 @@ await assertServicesBuilt();
 // ---------------------------------------------------------------------------------------------
 // Data: three Gaussian blobs in two dimensions, from a seeded generator.
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-const CENTERS = [
-  [-2, -1.5],
-  [2, -1],
-  [0, 2.5],
-] as const;
-
-/** `perClass` rows per class, shuffled, as CSV with header `x0,x1,label`. */
-function blobsCsv(seed: number, perClass: number): string {
-  const next = random(seed);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-  const rows: Array<[number, number, number]> = [];
-  CENTERS.forEach(([cx, cy], label) => {
-    for (let i = 0; i < perClass; i++)
-      rows.push([cx + 0.75 * normal(), cy + 0.75 * normal(), label]);
-  });
-  for (let i = rows.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    [rows[i], rows[j]] = [rows[j] as [number, number, number], rows[i] as [number, number, number]];
-  }
-  const lines = rows.map(([x0, x1, label]) => `${x0.toFixed(4)},${x1.toFixed(4)},${label}`);
-  return `x0,x1,label\n${lines.join("\n")}\n`;
-}
-
 const TRAIN_CSV = blobsCsv(20_240_601, 60);
 const PREDICT_CSV = blobsCsv(7_070_707, 20);
-
-const MODEL_DOCUMENT = JSON.stringify({
-  format: "tessera.sequential/v1",
-  layers: [
-    { type: "dense", units: 16, activation: "relu" },
-    { type: "dense", units: 3, activation: "softmax" },
-  ],
-  loss: "sparse_categorical_crossentropy",
-  optimizer: { name: "adam", learning_rate: 0.01 },
-});
-
-/** The `x0,x1` feature rows of a CSV with that header, as float32 in row order. */
-function featuresOf(csv: string): { values: Float32Array; rows: number } {
-  const lines = csv.trim().split("\n").slice(1);
-  const values = new Float32Array(lines.length * 2);
-  lines.forEach((line, i) => {
-    const [x0, x1] = line.split(",");
-    values[i * 2] = Number(x0);
-    values[i * 2 + 1] = Number(x1);
-  });
-  return { values, rows: lines.length };
-}
 
 // ---------------------------------------------------------------------------------------------
 // onnxruntime-node, loaded directly (the copy @tessera/ml runs), for the liar's honest baseline.

@@ -30,6 +30,7 @@ import { EscrowState, TransactionKind } from "@tessera/proto/tessera/wallet/v1/w
 import { downloadArtifact, uploadArtifact } from "@tessera/sdk/artifacts";
 import { type JobOutcome, waitForJob } from "@tessera/sdk/job-watch";
 import { SDK_PROTOCOL_VERSION as V1 } from "@tessera/sdk/protocol-version";
+import { blobsCsv, featuresOf, MODEL_DOCUMENT } from "./test-blobs.js";
 import {
   assertServicesBuilt,
   createFreshDatabase,
@@ -43,66 +44,8 @@ await assertServicesBuilt();
 // ---------------------------------------------------------------------------------------------
 // Data: three Gaussian blobs in two dimensions, from a seeded generator.
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-const CENTERS = [
-  [-2, -1.5],
-  [2, -1],
-  [0, 2.5],
-] as const;
-
-/** `perClass` rows per class, shuffled, as CSV with header `x0,x1,label`. */
-function blobsCsv(seed: number, perClass: number): string {
-  const next = random(seed);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-  const rows: Array<[number, number, number]> = [];
-  CENTERS.forEach(([cx, cy], label) => {
-    for (let i = 0; i < perClass; i++) {
-      rows.push([cx + 0.75 * normal(), cy + 0.75 * normal(), label]);
-    }
-  });
-  for (let i = rows.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    [rows[i], rows[j]] = [rows[j] as [number, number, number], rows[i] as [number, number, number]];
-  }
-  const lines = rows.map(([x0, x1, label]) => `${x0.toFixed(4)},${x1.toFixed(4)},${label}`);
-  return `x0,x1,label\n${lines.join("\n")}\n`;
-}
-
 const TRAIN_CSV = blobsCsv(20_240_601, 100);
 const PREDICT_CSV = blobsCsv(7_070_707, 20);
-
-const MODEL_DOCUMENT = JSON.stringify({
-  format: "tessera.sequential/v1",
-  layers: [
-    { type: "dense", units: 16, activation: "relu" },
-    { type: "dense", units: 3, activation: "softmax" },
-  ],
-  loss: "sparse_categorical_crossentropy",
-  optimizer: { name: "adam", learning_rate: 0.01 },
-});
-
-/** The feature rows of a CSV made by {@link blobsCsv}, as float32 in row order. */
-function featuresOf(csv: string): Float32Array {
-  const rows = csv.trim().split("\n").slice(1);
-  const values = new Float32Array(rows.length * 2);
-  rows.forEach((row, i) => {
-    const [x0, x1] = row.split(",");
-    values[i * 2] = Number(x0);
-    values[i * 2 + 1] = Number(x1);
-  });
-  return values;
-}
 
 // ---------------------------------------------------------------------------------------------
 // onnxruntime-node, loaded directly (the copy @tessera/ml runs on the nodes), to check the
@@ -516,7 +459,7 @@ async function inferenceMatchesOnnxRuntime(network: Network): Promise<void> {
     modelPath,
   );
   const session = await ort.InferenceSession.create(await readFile(modelPath));
-  const features = featuresOf(PREDICT_CSV);
+  const features = featuresOf(PREDICT_CSV).values;
   const rows = features.length / 2;
   const output = (await session.run({ input: new ort.Tensor("float32", features, [rows, 2]) }))
     .output;

@@ -5,9 +5,10 @@
  * uptime ratios, tidy and reports who dropped out.
  */
 import type { Directory } from "./directory.js";
+import { createPeriodicSweep, type PeriodicSweep, type SweepState } from "./periodic-sweep.js";
 
 /** Where the sweeper is in its life. */
-export type OfflineSweeperState = "running" | "closed";
+export type OfflineSweeperState = SweepState;
 
 /** What {@link createOfflineSweeper} needs. */
 export interface OfflineSweeperOptions {
@@ -20,49 +21,15 @@ export interface OfflineSweeperOptions {
   readonly onError?: ((error: unknown) => void) | undefined;
 }
 
-/** A running sweep; `close()` stops it and waits for a sweep in progress. */
-export interface OfflineSweeper {
-  readonly state: OfflineSweeperState;
-  /** Runs one sweep now (also what the timer does); resolves with the addresses taken offline. */
-  sweep(): Promise<readonly string[]>;
-  /** Stops the timer and waits for the running sweep. Safe to call twice. */
-  close(): Promise<void>;
-}
+/** A running sweep; `sweep()` resolves with the addresses taken offline. */
+export type OfflineSweeper = PeriodicSweep<string>;
 
 /** Starts sweeping every `intervalMs`. The timer does not keep the process alive. */
 export function createOfflineSweeper(options: OfflineSweeperOptions): OfflineSweeper {
-  let state: OfflineSweeperState = "running";
-  let running: Promise<readonly string[]> | undefined;
-
-  const sweep = (): Promise<readonly string[]> => {
-    // One sweep at a time: a slow store must not pile sweeps up.
-    running ??= options.directory
-      .markOffline()
-      .then((addresses) => {
-        if (addresses.length > 0) options.onOffline?.(addresses);
-        return addresses;
-      })
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
-  };
-
-  const timer = setInterval(() => {
-    sweep().catch((error: unknown) => options.onError?.(error));
-  }, options.intervalMs);
-  timer.unref();
-
-  return {
-    get state() {
-      return state;
-    },
-    sweep,
-    async close() {
-      if (state === "closed") return;
-      state = "closed";
-      clearInterval(timer);
-      await running?.catch(() => undefined);
-    },
-  };
+  return createPeriodicSweep({
+    run: () => options.directory.markOffline(),
+    intervalMs: options.intervalMs,
+    onResult: options.onOffline,
+    onError: options.onError,
+  });
 }
