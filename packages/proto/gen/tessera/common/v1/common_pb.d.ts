@@ -1050,6 +1050,73 @@ export declare type NodeLoad = Message<"tessera.common.v1.NodeLoad"> & {
 export declare const NodeLoadSchema: GenMessage<NodeLoad>;
 
 /**
+ * AccessGrant is what a short-lived direct-access token says (CyxWiz NodeAssignment.auth_token,
+ * made verifiable): the issuer (a gateway or job server) lets one client call one node's
+ * TensorService for one model and one job or task until `expires_at`. The token string is
+ * `base64url(binary AccessGrant) "." base64url(ed25519 signature)`; the signature covers the
+ * ASCII domain "tessera-access-grant/v1\n" followed by the binary AccessGrant, so a grant cannot
+ * be mistaken for any other signed message. A node accepts only grants from issuers it trusts.
+ *
+ * @generated from message tessera.common.v1.AccessGrant
+ */
+export declare type AccessGrant = Message<"tessera.common.v1.AccessGrant"> & {
+  /**
+   * Address of the gateway or job server that issued the grant and signed the token.
+   *
+   * @generated from field: string issuer_address = 1;
+   */
+  issuerAddress: string;
+
+  /**
+   * The node the grant is for; other nodes refuse it (PERMISSION_DENIED).
+   *
+   * @generated from field: string node_address = 2;
+   */
+  nodeAddress: string;
+
+  /**
+   * The client allowed to use it: the signed caller of every call made with it.
+   *
+   * @generated from field: string client_address = 3;
+   */
+  clientAddress: string;
+
+  /**
+   * The model the client may run (TensorMessage.model_id).
+   *
+   * @generated from field: string model_id = 4;
+   */
+  modelId: string;
+
+  /**
+   * The job or inference task the grant belongs to (TensorMessage.job_id).
+   *
+   * @generated from field: string job_id = 5;
+   */
+  jobId: string;
+
+  /**
+   * When the grant was issued.
+   *
+   * @generated from field: google.protobuf.Timestamp issued_at = 6;
+   */
+  issuedAt?: Timestamp | undefined;
+
+  /**
+   * When the token stops being accepted (UNAUTHENTICATED afterwards).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 7;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tessera.common.v1.AccessGrant.
+ * Use `create(AccessGrantSchema)` to create a new message.
+ */
+export declare const AccessGrantSchema: GenMessage<AccessGrant>;
+
+/**
  * DeviceType is the kind of accelerator a compute node offers (CyxWiz DeviceType).
  *
  * @generated from enum tessera.common.v1.DeviceType

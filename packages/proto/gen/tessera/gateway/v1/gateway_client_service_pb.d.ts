@@ -30,8 +30,9 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { ProtocolVersion, TensorSpec } from "../../common/v1/common_pb.js";
+import type { Endpoint, ModelDescriptor, ProtocolVersion, TensorSpec } from "../../common/v1/common_pb.js";
 import type { InferenceResult, InferenceTaskStatus, PaymentConfirmation, SupportedModel } from "./inference_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file tessera/gateway/v1/gateway_client_service.proto.
@@ -442,6 +443,118 @@ export declare type ListModelsResponse = Message<"tessera.gateway.v1.ListModelsR
 export declare const ListModelsResponseSchema: GenMessage<ListModelsResponse>;
 
 /**
+ * RequestDirectAccessRequest asks for a direct-access token to a node hosting `model_id`.
+ *
+ * @generated from message tessera.gateway.v1.RequestDirectAccessRequest
+ */
+export declare type RequestDirectAccessRequest = Message<"tessera.gateway.v1.RequestDirectAccessRequest"> & {
+  /**
+   * Protocol version of the client.
+   *
+   * @generated from field: tessera.common.v1.ProtocolVersion protocol_version = 1;
+   */
+  protocolVersion?: ProtocolVersion | undefined;
+
+  /**
+   * Client-chosen id of the session the token is for (the token's job id), 1-128 characters of
+   * [A-Za-z0-9._:-].
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The model to run on the node.
+   *
+   * @generated from field: string model_id = 3;
+   */
+  modelId: string;
+
+  /**
+   * Address of the client; must equal the signed caller address.
+   *
+   * @generated from field: string client_address = 4;
+   */
+  clientAddress: string;
+
+  /**
+   * The subnet; must be one this gateway serves. 0 for the default subnet.
+   *
+   * @generated from field: uint64 subnet_id = 5;
+   */
+  subnetId: bigint;
+
+  /**
+   * How long the token should live, in milliseconds; 0 means the gateway's default. Values above
+   * the gateway's maximum are lowered to it.
+   *
+   * @generated from field: uint64 ttl_ms = 6;
+   */
+  ttlMs: bigint;
+};
+
+/**
+ * Describes the message tessera.gateway.v1.RequestDirectAccessRequest.
+ * Use `create(RequestDirectAccessRequestSchema)` to create a new message.
+ */
+export declare const RequestDirectAccessRequestSchema: GenMessage<RequestDirectAccessRequest>;
+
+/**
+ * RequestDirectAccessResponse is the grant: where the node is and the token to present.
+ *
+ * @generated from message tessera.gateway.v1.RequestDirectAccessResponse
+ */
+export declare type RequestDirectAccessResponse = Message<"tessera.gateway.v1.RequestDirectAccessResponse"> & {
+  /**
+   * The node's address (TensorMessage.target_address and the signature target of every call).
+   *
+   * @generated from field: string node_address = 1;
+   */
+  nodeAddress: string;
+
+  /**
+   * Where the node's TensorService answers.
+   *
+   * @generated from field: tessera.common.v1.Endpoint endpoint = 2;
+   */
+  endpoint?: Endpoint | undefined;
+
+  /**
+   * The node's ed25519 public key (32 bytes), to check its DescribeEndpoint answer.
+   *
+   * @generated from field: bytes node_public_key = 3;
+   */
+  nodePublicKey: Uint8Array;
+
+  /**
+   * The token for TensorMessage.access_token.
+   *
+   * @generated from field: string access_token = 4;
+   */
+  accessToken: string;
+
+  /**
+   * When the token stops being accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp token_expires_at = 5;
+   */
+  tokenExpiresAt?: Timestamp | undefined;
+
+  /**
+   * The model the token is for, with its input and output specs.
+   *
+   * @generated from field: tessera.common.v1.ModelDescriptor model = 6;
+   */
+  model?: ModelDescriptor | undefined;
+};
+
+/**
+ * Describes the message tessera.gateway.v1.RequestDirectAccessResponse.
+ * Use `create(RequestDirectAccessResponseSchema)` to create a new message.
+ */
+export declare const RequestDirectAccessResponseSchema: GenMessage<RequestDirectAccessResponse>;
+
+/**
  * GatewayClientService is the client-facing side of a gateway (NCN GatewayClientService).
  *
  * @generated from service tessera.gateway.v1.GatewayClientService
@@ -518,6 +631,21 @@ export declare const GatewayClientService: GenService<{
     methodKind: "unary";
     input: typeof ListModelsRequestSchema;
     output: typeof ListModelsResponseSchema;
+  },
+  /**
+   * RequestDirectAccess grants the caller direct access to one compute node hosting a model
+   * (Bittensor-style Forward/Backward on the node's TensorService, CyxWiz P2P): the gateway picks
+   * an online node with a reachable endpoint and issues a short-lived access token for that node,
+   * this model, this caller and `request_id`. Free subnets only: on a paid subnet the work must go
+   * through SubmitInferenceTask so it is approved, paid and validated (FAILED_PRECONDITION).
+   * UNAVAILABLE when no node with a reachable endpoint hosts the model.
+   *
+   * @generated from rpc tessera.gateway.v1.GatewayClientService.RequestDirectAccess
+   */
+  requestDirectAccess: {
+    methodKind: "unary";
+    input: typeof RequestDirectAccessRequestSchema;
+    output: typeof RequestDirectAccessResponseSchema;
   },
 }>;
 
