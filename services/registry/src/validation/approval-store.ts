@@ -3,7 +3,9 @@
  * and replicas: a preprocessing approval is returned again while it is unexpired, a completion
  * verdict forever. Rows live in the registry's store (SQLite or PostgreSQL).
  */
+
 import { fromBinary } from "@bufbuild/protobuf";
+import { bytesEqual } from "@tessera/identity/hash";
 import { PreprocessingValidationSchema } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import type { Kysely, Migration, Store } from "@tessera/store";
 
@@ -70,6 +72,17 @@ export interface ApprovalStore {
     requestId: string,
     approval: StoredApproval,
     now: Date,
+  ): Promise<StoredApproval>;
+  /**
+   * Replaces `previous` (the approval stored now for the request id) with `approval`, and returns
+   * the one stored afterwards: `approval`, or whatever a concurrent request stored first when
+   * `previous` is no longer the stored one.
+   */
+  replace(
+    kind: ApprovalKind,
+    requestId: string,
+    previous: StoredApproval,
+    approval: StoredApproval,
   ): Promise<StoredApproval>;
   /**
    * The latest expiry of the approvals `validator` signed that are still open: preprocessing
@@ -141,6 +154,34 @@ export function createApprovalStore<DB extends ValidationTables>(store: Store<DB
           .where("request_id", "=", requestId)
           .executeTakeFirstOrThrow();
         return fromRow(winner);
+      });
+    },
+    async replace(kind, requestId, previous, approval) {
+      return typed.transaction(async (trx) => {
+        const current = await typed
+          .forUpdate(
+            trx
+              .selectFrom("validation_approvals")
+              .selectAll()
+              .where("kind", "=", kind)
+              .where("request_id", "=", requestId),
+          )
+          .executeTakeFirst();
+        const stored = current === undefined ? undefined : fromRow(current);
+        if (stored === undefined || !bytesEqual(stored.bundle, previous.bundle)) {
+          return stored ?? approval;
+        }
+        await trx
+          .updateTable("validation_approvals")
+          .set({
+            request_hash: approval.requestHash,
+            bundle: Buffer.from(approval.bundle).toString("base64"),
+            expires_at: approval.expiresAt?.toISOString() ?? null,
+          })
+          .where("kind", "=", kind)
+          .where("request_id", "=", requestId)
+          .execute();
+        return approval;
       });
     },
     async openUntil(validator, now) {

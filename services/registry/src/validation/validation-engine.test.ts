@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { sha256 } from "@tessera/identity/hash";
 import { generateKeyPair, type KeyPair } from "@tessera/identity/keys";
 import { sealNodeRecord } from "@tessera/identity/node-record";
@@ -252,6 +252,46 @@ await describeEachStore("validation engine", (backend) => {
       signal(),
     );
     assert.notDeepEqual(fresh.terms?.expiresAt, first.terms?.expiresAt);
+    await w.engine.idle();
+  });
+
+  test("a task whose approved node went offline is re-routed: a fresh approval replaces the old one", async () => {
+    const w = await world(backend, "engine_reroute");
+    const spare = generateKeyPair();
+    await w.directory.acceptRecord(await computeRecord(spare));
+    await w.directory.heartbeat(spare.address, undefined);
+    const ask = (node: string) =>
+      w.engine.requestPreprocessing(
+        create(RequestPreprocessingValidationRequestSchema, {
+          protocolVersion: PROTOCOL_VERSION,
+          work: inferenceWork(gatewayKey, clientKey, {
+            requestId: "job-reroute",
+            computeNodeAddress: node,
+          }),
+        }),
+        gatewayKey.address,
+        signal(),
+      );
+    const first = await ask(computeKey.address);
+    assert.equal(first.terms?.route?.computeNodeId, computeKey.address);
+    // While the approved node is online, proposing another one changes nothing.
+    const pinned = await ask(spare.address);
+    assert.deepEqual(bytesOf(pinned), bytesOf(first));
+
+    w.clock.advance(w.directory.heartbeatTimeoutMs + 1);
+    await w.directory.heartbeat(spare.address, undefined);
+    assert.deepEqual(await w.directory.markOffline(), [computeKey.address]);
+    // The old approval has not expired: only the node's absence lets it be replaced.
+    assert.ok(
+      timestampMs(first.terms?.expiresAt ?? timestampFromDate(new Date(0))) >
+        w.clock.now().getTime(),
+    );
+    const rerouted = await ask(spare.address);
+    assert.equal(rerouted.terms?.route?.computeNodeId, spare.address);
+    assert.ok(rerouted.validatorSignatures.length >= 2);
+    // The replacement is now the approval of record: asked again, it comes back unchanged.
+    assert.deepEqual(bytesOf(await ask(spare.address)), bytesOf(rerouted));
+    assert.deepEqual(bytesOf(await ask(computeKey.address)), bytesOf(rerouted));
     await w.engine.idle();
   });
 

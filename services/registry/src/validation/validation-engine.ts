@@ -35,7 +35,7 @@ import {
   type SignPreprocessingRequest,
   SignPreprocessingRequestSchema,
 } from "@tessera/proto/tessera/registry/v1/validator_service_pb.js";
-import type { ApprovalStore } from "./approval-store.js";
+import type { ApprovalStore, StoredApproval } from "./approval-store.js";
 import {
   buildCompletionTerms,
   type CompletionVerdict,
@@ -193,9 +193,14 @@ export function createValidationEngine(options: ValidationEngineOptions): Valida
       }
       await checkCaller(caller);
       maxPriceOf(work);
-      const requestHash = toHex(sha3_256(toBinary(WorkDescriptionSchema, work)));
+      // The work's identity leaves out the proposed node: asking again with another node is the
+      // same work, re-routed (see below), not different work under a reused id.
+      const requestHash = toHex(
+        sha3_256(toBinary(WorkDescriptionSchema, { ...work, computeNodeAddress: "" })),
+      );
       const now = clock();
       const existing = await approvals.get("preprocessing", work.requestId);
+      let replaces: StoredApproval | undefined;
       if (existing?.expiresAt !== undefined && existing.expiresAt > now) {
         if (existing.requestHash !== requestHash) {
           throw new ValidationError(
@@ -203,7 +208,13 @@ export function createValidationEngine(options: ValidationEngineOptions): Valida
             `request ${work.requestId} already has an approval for different work`,
           );
         }
-        return fromBinary(PreprocessingValidationSchema, existing.bundle);
+        const approved = fromBinary(PreprocessingValidationSchema, existing.bundle);
+        // An unexpired approval stands while its node can still do the work. Once that node is
+        // offline or banned the work would be stuck on it until expiry, so the router may have it
+        // re-routed: a fresh approval replaces the old one (the escrow is released only against
+        // the completion of the route it names).
+        if (!(await routeLapsed(approved, work, now))) return approved;
+        replaces = existing;
       }
 
       const subnet = await subnetFacts(sources, work.subnetId, work.modelId, policy);
@@ -229,12 +240,15 @@ export function createValidationEngine(options: ValidationEngineOptions): Valida
         terms,
         validatorSignatures: [...signatures],
       });
-      const stored = await approvals.put(
-        "preprocessing",
-        work.requestId,
-        { requestHash, bundle: toBinary(PreprocessingValidationSchema, bundle), expiresAt },
-        clock(),
-      );
+      const approval = {
+        requestHash,
+        bundle: toBinary(PreprocessingValidationSchema, bundle),
+        expiresAt,
+      };
+      const stored =
+        replaces === undefined
+          ? await approvals.put("preprocessing", work.requestId, approval, clock())
+          : await approvals.replace("preprocessing", work.requestId, replaces, approval);
       if (stored.requestHash !== requestHash) {
         throw new ValidationError(
           "already_exists",
@@ -360,6 +374,26 @@ export function createValidationEngine(options: ValidationEngineOptions): Valida
       while (background.size > 0) await Promise.allSettled([...background]);
     },
   };
+
+  /** Whether the node an unexpired approval routes `work` to can no longer run it. */
+  async function routeLapsed(
+    approved: PreprocessingValidation,
+    work: WorkDescription,
+    now: Date,
+  ): Promise<boolean> {
+    const node = approved.terms?.route?.computeNodeId ?? "";
+    if (node === "" || node === work.computeNodeAddress) return false;
+    const entry = await sources.getNode(node);
+    return (
+      routeProblem(entry, {
+        kind: work.kind,
+        modelId: work.modelId,
+        subnetId: work.subnetId,
+        now,
+        minPowDifficulty: policy.minPowDifficulty,
+      }) !== undefined
+    );
+  }
 
   async function proposeRoute(
     work: WorkDescription,
