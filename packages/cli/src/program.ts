@@ -9,6 +9,7 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Command, CommanderError } from "commander";
 import type { CliContext } from "./cli-context.js";
 import { registerArtifactCommands } from "./commands/artifact.js";
+import { registerInferCommands } from "./commands/infer.js";
 import { registerJobCommands } from "./commands/job.js";
 import { registerKeysCommands } from "./commands/keys.js";
 import { registerWalletCommands } from "./commands/wallet.js";
@@ -30,6 +31,7 @@ export function createProgram(context: CliContext): Command {
   registerWalletCommands(program, context);
   registerJobCommands(program, context);
   registerArtifactCommands(program, context);
+  registerInferCommands(program, context);
   return program;
 }
 
