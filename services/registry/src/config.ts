@@ -73,6 +73,13 @@ export const registryConfigSpec = {
     min: 1,
     doc: "Compute time an inference task is priced at",
   }),
+  MODEL_DIRS: list({
+    doc: "Folders from which hosted models named by file:// URIs may be read to re-run inference tasks (comma-separated); models elsewhere on disk are refused, http(s) models are always fetched by content hash",
+  }),
+  MODELS_FILE: str({
+    default: "",
+    doc: "A model catalog (tessera.models/v1) pinning model ids to content digests; a node naming other bytes for a pinned model is not believed. Empty pins nothing",
+  }),
   CLOCK_SKEW_MS: int({
     default: 30_000,
     min: 0,

@@ -49,9 +49,11 @@ import {
 import { createBatchReexecution } from "./validation/batch-reexecution.js";
 import { createDirectorySources } from "./validation/directory-sources.js";
 import { createCompletionExecutorRegistry } from "./validation/executors.js";
+import { createInferenceReexecution } from "./validation/inference-reexecution.js";
 import { parsePaymentSplit } from "./validation/payment-tree.js";
 import { resolveValidationPolicy } from "./validation/policy.js";
 import { PROTOCOL_VERSION } from "./validation/protocol-version.js";
+import type { ValidationSources } from "./validation/sources.js";
 import { createValidationEngine } from "./validation/validation-engine.js";
 import { createValidatorSigner } from "./validation/validator-signer.js";
 import { createValidationService, createValidatorCaller } from "./validation-service.js";
@@ -139,12 +141,21 @@ async function servingWhen(
  * The completion executors of this process: the batch re-executor when the job server is
  * configured (JOB_SERVER_ADDRESS), none otherwise. Its connection closes with the server.
  */
-function completionExecutorsFor(
+async function completionExecutorsFor(
   config: RegistryConfig,
   keyPair: KeyPair,
+  sources: Pick<ValidationSources, "getNode">,
   cleanups: ReturnType<typeof createCleanups>,
 ) {
   const executors = createCompletionExecutorRegistry();
+  const inference = await createInferenceReexecution({
+    sources,
+    dataDir: config.DATA_DIR,
+    modelDirs: config.MODEL_DIRS,
+    modelsFile: config.MODELS_FILE,
+  });
+  cleanups.add(() => inference.close());
+  executors.register(inference);
   if (config.JOB_SERVER_ADDRESS === "") return executors;
   if (!isAddress(config.JOB_SERVER_ADDRESS)) {
     throw new RegistrySetupError(
@@ -287,19 +298,20 @@ async function startRegistryRole(config: RegistryConfig, logger: Logger): Promis
       timeoutMs: config.VALIDATOR_TIMEOUT_MS,
     });
     cleanups.add(() => validatorCaller.close());
+    const sources = createDirectorySources({
+      directory,
+      subnets,
+      quorum: config.VALIDATOR_QUORUM,
+      registryAddress: keyPair.address,
+      trustedRouters: config.TRUSTED_REPORTERS,
+    });
     const engine = createValidationEngine({
-      sources: createDirectorySources({
-        directory,
-        subnets,
-        quorum: config.VALIDATOR_QUORUM,
-        registryAddress: keyPair.address,
-        trustedRouters: config.TRUSTED_REPORTERS,
-      }),
+      sources,
       approvals,
       policy,
       validators: validatorCaller,
       validatorTimeoutMs: config.VALIDATOR_TIMEOUT_MS,
-      executors: completionExecutorsFor(config, keyPair, cleanups),
+      executors: await completionExecutorsFor(config, keyPair, sources, cleanups),
       onBackgroundError: (error) =>
         logger.warn({ err: error }, "validation background task failed"),
     });
@@ -413,7 +425,7 @@ async function startValidatorRole(config: RegistryConfig, logger: Logger): Promi
       keyPair,
       sources,
       policy: policyOf(config, config.TREASURY_ADDRESS),
-      executors: completionExecutorsFor(config, keyPair, cleanups),
+      executors: await completionExecutorsFor(config, keyPair, sources, cleanups),
     });
     server = await startServiceServer({
       service: "validator",
