@@ -28,6 +28,8 @@ export interface ServiceDefinition {
    * DATA_DIRs before anything starts, so e.g. validators know which registry to trust.
    */
   readonly addressOf?: Readonly<Record<string, ServiceName | AddressList>>;
+  /** A variable that carries the service's own URL (e.g. a node's PUBLIC_URL for direct calls). */
+  readonly ownUrlVariable?: string;
 }
 
 /**
@@ -50,6 +52,15 @@ export const DEVNET_VALIDATOR_FUNDS = 10n * DEVNET_VALIDATOR_STAKE;
 export const DEVNET_NODE_PRICE_PER_HOUR = 60_000n;
 
 const VALIDATORS: readonly ServiceName[] = ["validator-1", "validator-2", "validator-3"];
+
+/**
+ * The models the devnet's nodes host and its gateway serves (relative to a service's working
+ * directory, `services/<binary>`): the example classifier, `examples/models/catalog.json`.
+ */
+export const DEVNET_MODELS_FILE = "../../examples/models/catalog.json";
+
+/** Where validators may read hosted models named by `file://` URIs, to re-run inference tasks. */
+export const DEVNET_MODEL_DIRS = "../../examples/models";
 
 /**
  * The default port base: job-server 7001, gateway 7002, registry 7003, compute-node 7004,
@@ -87,12 +98,13 @@ export const SERVICES: readonly ServiceDefinition[] = [
     laterPeers: ["job-server"],
     env: {
       REGISTRY_ROLE: "registry",
+      MODEL_DIRS: DEVNET_MODEL_DIRS,
       VALIDATOR_QUORUM: "2",
       VALIDATOR_MIN_STAKE: String(DEVNET_VALIDATOR_STAKE),
     },
     addressOf: {
       WALLET_ADDRESS: "wallet",
-      TRUSTED_REPORTERS: "job-server",
+      TRUSTED_REPORTERS: { each: ["job-server", "gateway"] },
       JOB_SERVER_ADDRESS: "job-server",
     },
   },
@@ -103,7 +115,11 @@ export const SERVICES: readonly ServiceDefinition[] = [
       portOffset: 6 + i,
       peers: ["wallet", "registry"],
       laterPeers: ["job-server"],
-      env: { REGISTRY_ROLE: "validator", VALIDATOR_STAKE: String(DEVNET_VALIDATOR_STAKE) },
+      env: {
+        REGISTRY_ROLE: "validator",
+        VALIDATOR_STAKE: String(DEVNET_VALIDATOR_STAKE),
+        MODEL_DIRS: DEVNET_MODEL_DIRS,
+      },
       addressOf: {
         TRUSTED_REGISTRIES: "registry",
         TREASURY_ADDRESS: "registry",
@@ -126,14 +142,28 @@ export const SERVICES: readonly ServiceDefinition[] = [
       READERS: { each: ["registry", ...VALIDATORS] },
     },
   },
-  { name: "gateway", binary: "gateway", portOffset: 2, peers: ["wallet", "registry"], env: {} },
+  {
+    // Inference tasks: it asks the registry's validators to approve routes and prices, checks and
+    // settles escrows with the wallet, and streams tasks to the nodes that host the models.
+    name: "gateway",
+    binary: "gateway",
+    portOffset: 2,
+    peers: ["wallet", "registry"],
+    env: { MODELS_FILE: DEVNET_MODELS_FILE },
+    addressOf: { WALLET_ADDRESS: "wallet", REGISTRY_ADDRESS: "registry" },
+  },
   {
     name: "compute-node",
     binary: "compute-node",
     portOffset: 4,
     peers: ["registry", "job-server", "gateway"],
-    env: {},
-    addressOf: { JOB_SERVER_ADDRESS: "job-server", REGISTRY_ADDRESS: "registry" },
+    env: { MODELS_FILE: DEVNET_MODELS_FILE },
+    addressOf: {
+      JOB_SERVER_ADDRESS: "job-server",
+      REGISTRY_ADDRESS: "registry",
+      GATEWAY_ADDRESS: "gateway",
+    },
+    ownUrlVariable: "PUBLIC_URL",
   },
   {
     // A second node that asks a price, so paid jobs have somewhere to run (the scheduler places a
@@ -143,8 +173,13 @@ export const SERVICES: readonly ServiceDefinition[] = [
     binary: "compute-node",
     portOffset: 9,
     peers: ["registry", "job-server", "gateway"],
-    env: { PRICE_PER_HOUR: DEVNET_NODE_PRICE_PER_HOUR.toString() },
-    addressOf: { JOB_SERVER_ADDRESS: "job-server", REGISTRY_ADDRESS: "registry" },
+    env: { PRICE_PER_HOUR: DEVNET_NODE_PRICE_PER_HOUR.toString(), MODELS_FILE: DEVNET_MODELS_FILE },
+    addressOf: {
+      JOB_SERVER_ADDRESS: "job-server",
+      REGISTRY_ADDRESS: "registry",
+      GATEWAY_ADDRESS: "gateway",
+    },
+    ownUrlVariable: "PUBLIC_URL",
   },
 ];
 
@@ -205,6 +240,9 @@ export function serviceEnvironment(
     const peer = services.find((s) => s.name === peerName);
     if (peer === undefined) throw new Error(`${service.name}: unknown peer ${peerName}`);
     env[peerUrlVariable(peerName)] = serviceUrl(peer, network.host, network.portBase);
+  }
+  if (service.ownUrlVariable !== undefined) {
+    env[service.ownUrlVariable] = serviceUrl(service, network.host, network.portBase);
   }
   return { ...env, ...service.env };
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { generateKeyPair } from "@tessera/identity/keys";
 import { ConfigError, parseConfig } from "@tessera/runtime";
-import { computeNodeConfigSpec } from "./config.js";
+import { computeNodeConfigSpec, serverMessageLimitBytes, trustedTokenIssuers } from "./config.js";
 
 test("defaults: two slots, registry difficulty, no job server, CPU price 0", () => {
   const config = parseConfig(computeNodeConfigSpec, {});
@@ -43,4 +43,47 @@ test("every bad variable is named at once", () => {
         error.problems.some((problem) => problem.startsWith(`${name}:`)),
       ),
   );
+});
+
+test("token issuers default to the gateway and the job server; an explicit list replaces them", () => {
+  const gateway = generateKeyPair().address;
+  const jobServer = generateKeyPair().address;
+  const other = generateKeyPair().address;
+  assert.deepEqual(trustedTokenIssuers(parseConfig(computeNodeConfigSpec, {})), []);
+  assert.deepEqual(
+    trustedTokenIssuers(
+      parseConfig(computeNodeConfigSpec, {
+        GATEWAY_ADDRESS: gateway,
+        JOB_SERVER_ADDRESS: jobServer,
+      }),
+    ),
+    [gateway, jobServer],
+  );
+  assert.deepEqual(
+    trustedTokenIssuers(
+      parseConfig(computeNodeConfigSpec, {
+        GATEWAY_ADDRESS: gateway,
+        TRUSTED_TOKEN_ISSUERS: ` ${other} `,
+      }),
+    ),
+    [other],
+  );
+  assert.throws(
+    () => parseConfig(computeNodeConfigSpec, { TRUSTED_TOKEN_ISSUERS: `${other},tsr1nope` }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.problems.some((problem) => /^TRUSTED_TOKEN_ISSUERS:.*tsr1nope/.test(problem)),
+  );
+});
+
+test("the message limit lets a request of twice MAX_TENSOR_BYTES reach the node's own check", () => {
+  const defaults = parseConfig(computeNodeConfigSpec, {});
+  assert.equal(defaults.MAX_TENSOR_BYTES, 16 * 1024 * 1024);
+  assert.equal(defaults.MODELS_FILE, "");
+  assert.equal(serverMessageLimitBytes(defaults), 32 * 1024 * 1024 + 64 * 1024);
+  const large = parseConfig(computeNodeConfigSpec, {
+    MAX_TENSOR_BYTES: "1024",
+    MAX_MESSAGE_BYTES: String(8 << 20),
+  });
+  assert.equal(serverMessageLimitBytes(large), 8 << 20);
 });

@@ -39,6 +39,26 @@ function addressOrEmpty(doc: string): VarSpec<string> {
   });
 }
 
+/** A comma-separated list of addresses (`tsr1…`, checksums checked); empty means none. */
+function addressList(doc: string): VarSpec<readonly string[]> {
+  const spec = list({ doc });
+  return Object.freeze({
+    ...spec,
+    type: "comma-separated addresses",
+    parse: (raw: string) => {
+      const parsed = spec.parse(raw);
+      if (!parsed.ok) return parsed;
+      const bad = parsed.value.filter((item) => !isAddress(item));
+      return bad.length === 0
+        ? parsed
+        : {
+            ok: false as const,
+            problem: `must be addresses (tsr1…), got ${bad.map((item) => JSON.stringify(item)).join(", ")}`,
+          };
+    },
+  });
+}
+
 /** An http(s) URL or empty; trailing slashes are removed. */
 function urlOrEmpty(doc: string): VarSpec<string> {
   const spec = url({ doc });
@@ -74,6 +94,22 @@ export const computeNodeConfigSpec = {
   GATEWAY_URL: url({
     default: "http://127.0.0.1:7002",
     doc: "Base URL of the gateway whose task stream the node opens",
+  }),
+  GATEWAY_ADDRESS: addressOrEmpty(
+    "The gateway's address, which the node signs its calls for; empty: the node takes no inference tasks from a gateway",
+  ),
+  MODELS_FILE: str({
+    default: "",
+    doc: "Model catalog (JSON, format tessera.models/v1) of the models the node loads at start, keeps warm and serves over TensorService and to its gateway; empty: the node hosts no models",
+  }),
+  TRUSTED_TOKEN_ISSUERS: addressList(
+    "Addresses whose TensorService access tokens the node accepts; empty means GATEWAY_ADDRESS and JOB_SERVER_ADDRESS (those that are set)",
+  ),
+  MAX_TENSOR_BYTES: int({
+    default: 16 * 1024 * 1024,
+    min: 1,
+    max: 1024 * 1024 * 1024,
+    doc: "Most tensor bytes one Forward or Backward request may carry (all its buffers together); larger requests fail with resource_exhausted naming this limit. The server's message limit is raised to at least twice this (plus 64 KiB of framing), so requests up to that size reach the node's own check; larger ones are refused by the transport, also with resource_exhausted",
   }),
   REGISTRY_URL: url({
     default: "http://127.0.0.1:7003",
@@ -133,3 +169,28 @@ export const computeNodeConfigSpec = {
 
 /** The compute node's parsed, frozen configuration. */
 export type ComputeNodeConfig = ConfigOf<typeof computeNodeConfigSpec>;
+
+/**
+ * The issuers whose access tokens the node accepts: TRUSTED_TOKEN_ISSUERS, or, when that is
+ * empty, the gateway and the job server the node works for.
+ */
+export function trustedTokenIssuers(config: ComputeNodeConfig): readonly string[] {
+  if (config.TRUSTED_TOKEN_ISSUERS.length > 0) return config.TRUSTED_TOKEN_ISSUERS;
+  return [config.GATEWAY_ADDRESS, config.JOB_SERVER_ADDRESS].filter((address) => address !== "");
+}
+
+/** Framing a Forward/Backward request carries beyond its tensor bytes (names, shapes, token). */
+const TENSOR_MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * The server's message limit: MAX_MESSAGE_BYTES, raised to twice MAX_TENSOR_BYTES plus framing
+ * so that a request somewhat over the tensor limit still reaches the node's own check and gets
+ * its message naming MAX_TENSOR_BYTES; only a request above this hard ceiling is cut off by the
+ * transport (resource_exhausted too, without the node's explanation).
+ */
+export function serverMessageLimitBytes(config: ComputeNodeConfig): number {
+  return Math.max(
+    config.MAX_MESSAGE_BYTES,
+    2 * config.MAX_TENSOR_BYTES + TENSOR_MESSAGE_OVERHEAD_BYTES,
+  );
+}

@@ -12,7 +12,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { access, mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { DescService } from "@bufbuild/protobuf";
@@ -34,13 +34,15 @@ import { type SpawnedService, spawnService } from "@tessera/testkit/spawn-servic
 const servicesDir = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The built entry point of a service package. */
-export function serviceEntry(name: "wallet" | "registry" | "job-server" | "compute-node"): string {
+export function serviceEntry(
+  name: "wallet" | "registry" | "job-server" | "compute-node" | "gateway",
+): string {
   return join(servicesDir, name, "dist", "main.js");
 }
 
 /** Rejects naming the missing build when a service has not been built (`pnpm -r build`). */
 export async function assertServicesBuilt(): Promise<void> {
-  for (const name of ["wallet", "registry", "job-server", "compute-node"] as const) {
+  for (const name of ["wallet", "registry", "job-server", "compute-node", "gateway"] as const) {
     await access(serviceEntry(name)).catch(() => {
       throw new Error(`${serviceEntry(name)} is missing: run \`pnpm -r build\` first`);
     });
@@ -76,6 +78,12 @@ export const JOB_SERVER_TIMINGS: Readonly<Record<string, string>> = {
   PEER_TIMEOUT_MS: "20000",
 };
 
+/** Timings of the gateway: nodes heartbeat often and a silent one is given up on quickly. */
+export const GATEWAY_TIMINGS: Readonly<Record<string, string>> = {
+  HEARTBEAT_INTERVAL_MS: "300",
+  NODE_TIMEOUT_MS: "1500",
+};
+
 /**
  * How long the validators' route approval of a paid job lasts. A job whose node died waits for
  * it to lapse before it is routed to another node, so it is short here.
@@ -96,6 +104,14 @@ export interface TestNetworkOptions {
   readonly pricePerHour?: bigint;
   /** PostgreSQL URLs: the job server and wallet then keep their data there instead of SQLite. */
   readonly databaseUrls?: { readonly jobServer?: string; readonly wallet?: string };
+  /**
+   * Model catalog (MODELS_FILE): when set, a gateway runs too, every node hosts these models and
+   * serves them to the gateway and over TensorService, and the registry and validators may read
+   * the models' files (MODEL_DIRS = the catalog's folder) to re-run inference tasks.
+   */
+  readonly modelsFile?: string;
+  /** Extra variables for the gateway (e.g. timings). */
+  readonly gatewayEnv?: Readonly<Record<string, string>>;
 }
 
 /** One compute node of the network. */
@@ -118,6 +134,9 @@ export interface TestNetwork {
   readonly registryAddress: string;
   readonly jobServerUrl: string;
   readonly jobServerAddress: string;
+  /** The gateway's URL and address; empty without {@link TestNetworkOptions.modelsFile}. */
+  readonly gatewayUrl: string;
+  readonly gatewayAddress: string;
   readonly validatorAddresses: readonly string[];
   /** The client: genesis-funded, it uploads, pays and submits. */
   readonly client: KeyPair;
@@ -180,6 +199,10 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
   const walletAddress = await keyOf("wallet");
   const registryAddress = await keyOf("registry");
   const jobServerAddress = await keyOf("job-server");
+  const withGateway = options.modelsFile !== undefined;
+  const gatewayAddress = withGateway ? await keyOf("gateway") : "";
+  const modelEnv: Record<string, string> =
+    options.modelsFile === undefined ? {} : { MODEL_DIRS: dirname(resolve(options.modelsFile)) };
   const validatorNames = Array.from({ length: validatorCount }, (_, i) => `validator-${i + 1}`);
   const validatorAddresses: string[] = [];
   for (const name of validatorNames) validatorAddresses.push(await keyOf(name));
@@ -197,7 +220,8 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
   const client = generateKeyPair();
   const auditor = generateKeyPair();
 
-  const [walletPort, registryPort, jobServerPort] = [
+  const [walletPort, registryPort, jobServerPort, gatewayPort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -206,6 +230,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
   const walletUrl = url(walletPort);
   const registryUrl = url(registryPort);
   const jobServerUrl = url(jobServerPort);
+  const gatewayUrl = withGateway ? url(gatewayPort) : "";
   const common = (name: string, port: number) => ({
     HOST: "127.0.0.1",
     PORT: String(port),
@@ -239,7 +264,8 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       VALIDATOR_MIN_STAKE: String(VALIDATOR_STAKE),
       WALLET_URL: walletUrl,
       WALLET_ADDRESS: walletAddress,
-      TRUSTED_REPORTERS: jobServerAddress,
+      TRUSTED_REPORTERS: [jobServerAddress, ...(withGateway ? [gatewayAddress] : [])].join(","),
+      ...modelEnv,
       JOB_SERVER_URL: jobServerUrl,
       JOB_SERVER_ADDRESS: jobServerAddress,
       POW_DIFFICULTY,
@@ -262,6 +288,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
           JOB_SERVER_URL: jobServerUrl,
           JOB_SERVER_ADDRESS: jobServerAddress,
           POW_DIFFICULTY,
+          ...modelEnv,
         }),
       ),
     );
@@ -278,6 +305,19 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       ...(options.databaseUrls?.jobServer ? { DATABASE_URL: options.databaseUrls.jobServer } : {}),
     };
     let jobServer = await spawn(serviceEntry("job-server"), jobServerEnv);
+    if (withGateway) {
+      await spawn(serviceEntry("gateway"), {
+        ...common("gateway", gatewayPort),
+        ...GATEWAY_TIMINGS,
+        POW_DIFFICULTY,
+        WALLET_URL: walletUrl,
+        WALLET_ADDRESS: walletAddress,
+        REGISTRY_URL: registryUrl,
+        REGISTRY_ADDRESS: registryAddress,
+        MODELS_FILE: options.modelsFile ?? "",
+        ...options.gatewayEnv,
+      });
+    }
 
     const nodeEnv = (node: NodeSlot) => ({
       ...common(node.name, node.port),
@@ -291,6 +331,14 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       PRICE_PER_HOUR: String(pricePerHour),
       PAYOUT_ADDRESS: node.payoutAddress,
       MAX_CONCURRENT_JOBS: "2",
+      ...(withGateway
+        ? {
+            GATEWAY_URL: gatewayUrl,
+            GATEWAY_ADDRESS: gatewayAddress,
+            MODELS_FILE: options.modelsFile ?? "",
+            PUBLIC_URL: url(node.port),
+          }
+        : {}),
     });
     const startNode = async (node: NodeSlot) => {
       node.process = await spawn(serviceEntry("compute-node"), nodeEnv(node));
@@ -345,6 +393,8 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       registryAddress,
       jobServerUrl,
       jobServerAddress,
+      gatewayUrl,
+      gatewayAddress,
       validatorAddresses,
       client,
       auditor,

@@ -13,6 +13,7 @@ import {
   DeviceType,
   type Endpoint,
   EndpointSchema,
+  type ModelDescriptor,
   type NodeRecord,
   NodeRecordSchema,
   NodeType,
@@ -40,6 +41,8 @@ export interface NodeOffer {
   readonly supportedFormats: readonly string[];
   /** Job kinds the node runs, e.g. "training", "inference". */
   readonly capabilities: readonly string[];
+  /** Models the node hosts warm (their published descriptors); default none. */
+  readonly models?: readonly ModelDescriptor[] | undefined;
 }
 
 /** The machine's devices as records carry them: the CPU first, then each GPU as a CUDA device. */
@@ -95,6 +98,7 @@ export function buildNodeRecord(hardware: Hardware, offer: NodeOffer, issuedAt: 
     capabilities: [...offer.capabilities],
     runtimes: [...offer.runtimes],
     supportedFormats: [...offer.supportedFormats],
+    models: [...(offer.models ?? [])],
     maxModelSizeBytes: offer.maxModelSizeBytes,
     supportsTerminalAccess: false,
     payoutAddress: offer.payoutAddress,
