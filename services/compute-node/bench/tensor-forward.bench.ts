@@ -190,6 +190,8 @@ function tensorClient(baseUrl: string, signedFor?: string) {
       defaultTimeoutMs: 60_000,
       readMaxBytes: 64 * 2 ** 20,
       writeMaxBytes: 64 * 2 ** 20,
+      // Float tensors do not compress; gzip would cost more than it saves (see README).
+      acceptCompression: [],
       interceptors:
         signedFor === undefined
           ? []
