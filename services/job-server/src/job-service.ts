@@ -13,6 +13,7 @@ import {
   type StreamJobUpdatesResponse,
   StreamJobUpdatesResponseSchema,
 } from "@tessera/proto/tessera/job/v1/job_service_pb.js";
+import type { WalletPort } from "@tessera/sdk/peer-clients";
 import { translate, translateStream } from "./connect-errors.js";
 import { invalidArgument, JobServerError } from "./errors.js";
 import type { JobQueue } from "./jobs/job-queue.js";
@@ -21,7 +22,6 @@ import { isPaid, isTerminal, jobOf, resultOf, statusOf } from "./jobs/job-row.js
 import type { JobWatch } from "./jobs/job-watch.js";
 import { type CheckedSpec, checkJobSpec, isJobId, type SpecDefaults } from "./jobs/spec-check.js";
 import { checkJobEscrow } from "./payments/escrow-check.js";
-import type { WalletPort } from "./payments/peer-clients.js";
 import type { Settlement } from "./payments/settlement.js";
 import { checkProtocolVersion } from "./protocol-version.js";
 

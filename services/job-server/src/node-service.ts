@@ -16,6 +16,7 @@ import {
   StreamKeepaliveSchema,
 } from "@tessera/proto/tessera/job/v1/node_service_pb.js";
 import type { Logger } from "@tessera/runtime";
+import type { RegistryPort } from "@tessera/sdk/peer-clients";
 import { requireSelf, translate, translateStream } from "./connect-errors.js";
 import type { Dispatcher } from "./dispatch/dispatcher.js";
 import { invalidArgument, JobServerError } from "./errors.js";
@@ -24,7 +25,6 @@ import { isJobId } from "./jobs/spec-check.js";
 import type { LeaseBook } from "./leases/lease-book.js";
 import type { AssignmentHub } from "./nodes/assignment-hub.js";
 import { type NodeBook, type NodeStandingHint, standingOf } from "./nodes/node-book.js";
-import type { RegistryPort } from "./payments/peer-clients.js";
 import { checkProtocolVersion, PROTOCOL_VERSION } from "./protocol-version.js";
 
 /** What {@link createNodeService} needs. */

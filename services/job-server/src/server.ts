@@ -14,6 +14,7 @@ import {
   serverOptionsFromConfig,
   startServiceServer,
 } from "@tessera/runtime";
+import { createRegistryPort, createWalletPort } from "@tessera/sdk/peer-clients";
 import {
   createNonceStore,
   type NonceStoreTables,
@@ -39,7 +40,6 @@ import { createNodeService } from "./node-service.js";
 import { createAssignmentHub } from "./nodes/assignment-hub.js";
 import { createNodeBook } from "./nodes/node-book.js";
 import { createNodeEventReporter } from "./payments/node-events.js";
-import { createRegistryPort, createWalletPort } from "./payments/peer-clients.js";
 import { createSettlement } from "./payments/settlement.js";
 import { createScheduler } from "./scheduler/scheduler.js";
 import { jobServerMigrations } from "./store/migrations.js";

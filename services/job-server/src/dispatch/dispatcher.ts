@@ -19,14 +19,14 @@ import {
   WorkKind,
 } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
 import type { Logger } from "@tessera/runtime";
+import type { RegistryPort } from "@tessera/sdk/peer-clients";
+import { PeerError } from "@tessera/sdk/peer-error";
 import type { JobQueue } from "../jobs/job-queue.js";
 import { approvalOf, isPaid, isTerminal, type JobRow, specOf } from "../jobs/job-row.js";
 import type { QueueChanges } from "../jobs/queue-core.js";
 import type { LeaseBook } from "../leases/lease-book.js";
 import type { AssignmentHub } from "../nodes/assignment-hub.js";
 import { type NodeEntry, standingOf } from "../nodes/node-book.js";
-import type { RegistryPort } from "../payments/peer-clients.js";
-import { PeerError } from "../payments/peer-error.js";
 import type { SchedulerJob } from "../scheduler/job-requirements.js";
 import { schedulerJobFrom } from "../scheduler/job-requirements.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -225,6 +225,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         return;
       }
     }
+    const approvedNode = approval?.terms?.route?.computeNodeAddress ?? "";
+    if (approvedNode !== node) {
+      // The registry still holds an unexpired approval for the earlier node, which it sees as
+      // online: wait for it to notice that node is gone (or for the approval to expire).
+      await leases.abandonClaim(
+        job.job_id,
+        leaseId,
+        `the validators' route approval still names node ${approvedNode}, which the registry sees as online; retrying`,
+        now() + 2_000,
+      );
+      return;
+    }
     const attached = await leases.attachApproval(job.job_id, leaseId, approval);
     if (attached !== undefined) deliver(attached);
   }
@@ -243,7 +255,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const terms = approvalOf(row)?.terms;
       const expiresMs = terms?.expiresAt === undefined ? 0 : timestampMs(terms.expiresAt);
       const routed = terms?.route?.computeNodeAddress ?? "";
-      if (expiresMs > now() && routed !== "") {
+      // The approval pins the job to its route while that node is online here; once it is gone
+      // the job is placed elsewhere and the registry replaces the approval of an offline node.
+      if (expiresMs > now() && routed !== "" && scheduler.node(routed)?.online === true) {
         const needMs = Number(specOf(row).estimatedDurationMs) + APPROVAL_MARGIN_MS;
         if (expiresMs - now() < needMs) {
           await queue.defer(
@@ -266,7 +280,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         only !== undefined
           ? `the validators approved this job's route to node ${only[0]}, which cannot take it here now: ${placement.reason}`
           : placement.reason;
-      if (online > 0 || row.error_message === "") await note(row, reason);
+      // A node refused by the validators is excluded for a while; their reason, already in the
+      // job's message, says more than "none of the online nodes may run it", so it stays.
+      const refusedHere = excluded(row.job_id).length > 0 && row.error_message !== "";
+      if (!refusedHere && (online > 0 || row.error_message === "")) await note(row, reason);
       return false;
     }
     const node = placement.address;

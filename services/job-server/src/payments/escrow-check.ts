@@ -6,10 +6,10 @@
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { EscrowState } from "@tessera/proto/tessera/wallet/v1/wallet_pb.js";
+import type { WalletPort } from "@tessera/sdk/peer-clients";
+import { PeerError } from "@tessera/sdk/peer-error";
 import { failedPrecondition, JobServerError } from "../errors.js";
 import type { CheckedSpec } from "../jobs/spec-check.js";
-import type { WalletPort } from "./peer-clients.js";
-import { PeerError } from "./peer-error.js";
 
 /** What the escrow of a paid job is checked against. */
 export interface EscrowCheck {

@@ -8,9 +8,9 @@
 import { JobFailureReason, JobState } from "@tessera/proto/tessera/job/v1/job_pb.js";
 import { NodeEventKind } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import type { Logger } from "@tessera/runtime";
+import type { NodeEvent, RegistryPort } from "@tessera/sdk/peer-clients";
 import { storedResultOf } from "../jobs/job-row.js";
 import type { QueueChanges } from "../jobs/queue-core.js";
-import type { NodeEvent, RegistryPort } from "./peer-clients.js";
 
 /** What {@link createNodeEventReporter} needs. */
 export interface NodeEventReporterOptions {

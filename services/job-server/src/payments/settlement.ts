@@ -25,6 +25,8 @@ import {
 } from "@tessera/proto/tessera/job/v1/job_pb.js";
 import { ExecutionEvidenceSchema } from "@tessera/proto/tessera/registry/v1/validation_pb.js";
 import type { Logger } from "@tessera/runtime";
+import type { RegistryPort, WalletPort } from "@tessera/sdk/peer-clients";
+import { PeerError } from "@tessera/sdk/peer-error";
 import {
   approvalOf,
   type JobRow,
@@ -35,8 +37,6 @@ import {
 } from "../jobs/job-row.js";
 import type { QueueCore } from "../jobs/queue-core.js";
 import type { NodeBook } from "../nodes/node-book.js";
-import type { RegistryPort, WalletPort } from "./peer-clients.js";
-import { PeerError } from "./peer-error.js";
 
 /** Media type of the result manifest given to validators as evidence. */
 export const RESULT_MANIFEST_MEDIA_TYPE = "text/vnd.tessera.result-manifest";

@@ -1,7 +1,8 @@
 /**
- * Signed clients of the job server's peers: the wallet (escrows) and the registry (validation,
- * node events, node standing). Each keeps one HTTP/2 session, signs every call with the job
- * server's key for the peer's address, and turns Connect errors into {@link PeerError}s.
+ * Signed clients a service (job server, gateway) uses to reach its peers: the wallet (escrows)
+ * and the registry (validation, node events, nodes, subnets). Each keeps one HTTP/2 session,
+ * signs every call with the service's key for the peer's address, and turns Connect errors into
+ * {@link PeerError}s, so callers need no Connect types.
  */
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -14,8 +15,10 @@ import type {
   PreprocessingValidation,
 } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import {
+  type NodeEntry,
   type NodeEventKind,
   RegistryService,
+  type SubnetMetadata,
 } from "@tessera/proto/tessera/registry/v1/registry_service_pb.js";
 import type {
   ExecutionEvidence,
@@ -24,10 +27,10 @@ import type {
 import { ValidationService } from "@tessera/proto/tessera/registry/v1/validation_service_pb.js";
 import type { Escrow } from "@tessera/proto/tessera/wallet/v1/wallet_pb.js";
 import { WalletService } from "@tessera/proto/tessera/wallet/v1/wallet_service_pb.js";
-import { PROTOCOL_VERSION } from "../protocol-version.js";
 import { PeerError } from "./peer-error.js";
+import { SDK_PROTOCOL_VERSION as PROTOCOL_VERSION } from "./protocol-version.js";
 
-/** The wallet as the job server uses it (as the arbiter of job escrows). */
+/** The wallet as an escrow arbiter (job server, gateway) uses it. */
 export interface WalletPort {
   /** The escrow. @throws PeerError */
   getEscrow(escrowId: string): Promise<Escrow>;
@@ -53,9 +56,9 @@ export interface NodeEvent {
   readonly detail: string;
 }
 
-/** The registry as the job server uses it. */
+/** The registry as a router of paid work (job server, gateway) uses it. */
 export interface RegistryPort {
-  /** Route-and-price approval of a paid job's placement. @throws PeerError */
+  /** Route-and-price approval of a paid job's or task's placement. @throws PeerError */
   requestPreprocessing(work: WorkDescription): Promise<PreprocessingValidation>;
   /** The validators' verdict on a finished paid job. @throws PeerError */
   requestCompletion(
@@ -69,6 +72,10 @@ export interface RegistryPort {
   nodeStanding(
     address: string,
   ): Promise<{ reputation: number; bannedUntilMs: number | undefined } | undefined>;
+  /** The registry's directory entry of a node; undefined when it does not know the node. */
+  getNode(address: string): Promise<NodeEntry | undefined>;
+  /** A subnet; undefined when the registry does not know it. @throws PeerError */
+  getSubnet(subnetId: bigint): Promise<SubnetMetadata | undefined>;
   close(): void;
 }
 
@@ -77,11 +84,11 @@ export interface PeerOptions {
   readonly url: string;
   /** The peer's address: calls are signed for it. */
   readonly address: string;
-  /** The job server's key. */
+  /** The calling service's key. */
   readonly keyPair: KeyPair;
   /** Deadline of each call, in milliseconds. */
   readonly timeoutMs: number;
-  /** Nonce source shared by every client signing with the job server's key for this peer. */
+  /** Nonce source shared by every client signing with the service's key for this peer. */
   readonly nonceSource?: (() => bigint) | undefined;
 }
 
@@ -173,6 +180,20 @@ export function createRegistryPort(options: PeerOptions): RegistryPort {
   const validation: Client<typeof ValidationService> = createClient(ValidationService, transport);
   const registry: Client<typeof RegistryService> = createClient(RegistryService, transport);
   const timeoutMs = options.timeoutMs;
+  const getNode = async (address: string): Promise<NodeEntry | undefined> => {
+    try {
+      const response = await call("registry", () =>
+        registry.getNode(
+          { protocolVersion: PROTOCOL_VERSION, nodeAddress: address },
+          { timeoutMs },
+        ),
+      );
+      return response.node;
+    } catch (error) {
+      if (error instanceof PeerError && error.code === "not_found") return undefined;
+      throw error;
+    }
+  };
   return {
     async requestPreprocessing(work) {
       const response = await call("registry", () =>
@@ -221,20 +242,21 @@ export function createRegistryPort(options: PeerOptions): RegistryPort {
       );
     },
     async nodeStanding(address) {
+      const standing = (await getNode(address))?.standing;
+      if (standing === undefined) return undefined;
+      return {
+        reputation: standing.reputation,
+        bannedUntilMs:
+          standing.bannedUntil === undefined ? undefined : timestampMs(standing.bannedUntil),
+      };
+    },
+    getNode,
+    async getSubnet(subnetId) {
       try {
         const response = await call("registry", () =>
-          registry.getNode(
-            { protocolVersion: PROTOCOL_VERSION, nodeAddress: address },
-            { timeoutMs },
-          ),
+          registry.getSubnet({ protocolVersion: PROTOCOL_VERSION, subnetId }, { timeoutMs }),
         );
-        const standing = response.node?.standing;
-        if (standing === undefined) return undefined;
-        return {
-          reputation: standing.reputation,
-          bannedUntilMs:
-            standing.bannedUntil === undefined ? undefined : timestampMs(standing.bannedUntil),
-        };
+        return response.subnet;
       } catch (error) {
         if (error instanceof PeerError && error.code === "not_found") return undefined;
         throw error;
