@@ -5,7 +5,7 @@
  * request id, so running the same request again finds the escrow instead of paying twice.
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { TensorSpec } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import {
   type InferenceResult,
@@ -159,17 +159,26 @@ async function follow(
   const { gateway, signal } = options;
   let status = current;
   let result: InferenceResult | undefined;
-  if (!TERMINAL.has(status.state)) {
+  // A subscription ends at the server's deadline for calls (30 s by default) even while the task
+  // runs; each new one starts with the current status, so following again loses nothing.
+  while (!TERMINAL.has(status.state)) {
+    signal?.throwIfAborted();
     const updates = gateway.tasks.subscribeToTaskUpdates(
       { protocolVersion: SDK_PROTOCOL_VERSION, requestId },
       callOptions(signal, 0),
     );
-    for await (const update of updates) {
-      if (update.status === undefined) continue;
-      status = update.status;
-      result = update.result ?? result;
-      options.onStatus?.(status);
-      if (TERMINAL.has(status.state)) break;
+    try {
+      for await (const update of updates) {
+        if (update.status === undefined) continue;
+        if (update.status.state !== status.state || update.result !== undefined) {
+          options.onStatus?.(update.status);
+        }
+        status = update.status;
+        result = update.result ?? result;
+        if (TERMINAL.has(status.state)) break;
+      }
+    } catch (error) {
+      if (ConnectError.from(error).code !== Code.DeadlineExceeded) throw error;
     }
   }
   if (status.state === InferenceTaskState.COMPLETED && result === undefined) {

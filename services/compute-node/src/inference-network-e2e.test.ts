@@ -386,15 +386,18 @@ describe("inference tasks through the gateway (real processes)", { timeout: 600_
     const submitted = (await submit("late-1", featureRows(5, 2))).status;
     assert.equal(submitted?.state, InferenceTaskState.AWAITING_PAYMENT);
     assert.ok(submitted !== undefined);
+    const before = await available(net.client.address);
     const payment = await payFor(submitted);
+    assert.equal(await available(net.client.address), before - payment.due);
     await new Promise((resolve) => setTimeout(resolve, APPROVAL_TTL_MS + 500));
     assert.equal(await codeOf(payment.confirm()), Code.FailedPrecondition);
     const status = await gateway.tasks.getTaskStatus({ protocolVersion: V1, requestId: "late-1" });
     assert.equal(status.status?.state, InferenceTaskState.EXPIRED);
     assert.equal(status.result, undefined);
-    // The escrow was never released; its payer takes it back (here: the arbiter never touched it).
+    // The gateway, the escrow's arbiter, gave the money back: nothing was paid to anyone.
     const { escrow } = await wallet.getEscrow({ protocolVersion: V1, escrowId: payment.escrowId });
-    assert.equal(escrow?.state, EscrowState.HELD);
+    assert.equal(escrow?.state, EscrowState.REFUNDED);
+    assert.equal(await available(net.client.address), before);
   });
 
   test("a node that freezes with a task in hand loses it to the other node, which alone is paid", async () => {

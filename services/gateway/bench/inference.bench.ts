@@ -7,7 +7,7 @@
  *   pnpm --filter @tessera/gateway bench
  *   BENCH_TASKS=2000 BENCH_CONCURRENCY=64 pnpm --filter @tessera/gateway bench
  *
- * The model is a dense network built here with @tessera/ml (64 features -> 512 relu -> 512 relu
+ * The model is a dense network built here with @tessera/ml (256 features -> 2048 relu -> 2048 relu
  * -> 10 softmax), heavy enough per row that batching has something to share. Printed: tasks/s
  * and p50/p95 per task for each mode, in-process rows/s at batch 1 and at the batch size the
  * node ran, and the ratios the issue sets aims for (batching >= 2x the throughput of no batching
@@ -33,8 +33,8 @@ import { type SpawnedService, spawnService } from "@tessera/testkit/spawn-servic
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const CLIENT_KEYS = 8;
-const FEATURES = 64;
-const HIDDEN = 512;
+const FEATURES = 256;
+const HIDDEN = 2048;
 const CLASSES = 10;
 const MAX_BATCH = 32;
 const MODEL_ID = "bench-dense";
