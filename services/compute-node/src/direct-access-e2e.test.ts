@@ -9,7 +9,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -20,6 +19,7 @@ import { generateKeyPair } from "@tessera/identity/keys";
 import { createNonceSource } from "@tessera/identity/nonce";
 import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
 import { readModelCatalog } from "@tessera/ml/model-catalog";
+import { ort } from "@tessera/ml/onnxruntime";
 import {
   DataType,
   type Tensor,
@@ -42,18 +42,6 @@ const MODEL_ID = "blobs-classifier";
 /** The node's tensor limit here: 64 KiB, so an oversize request is cheap to make. */
 const MAX_TENSOR_BYTES = 65_536;
 
-interface OrtTensor {
-  readonly data: unknown;
-}
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-const ort = createRequire(import.meta.resolve("@tessera/ml/onnx-runner"))("onnxruntime-node") as {
-  InferenceSession: { create(model: Uint8Array): Promise<OrtSession> };
-  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
-};
-
 let dir: string;
 let gatewayProcess: SpawnedService;
 let nodeProcess: SpawnedService;
@@ -61,7 +49,7 @@ let gateway: GatewayClient;
 let grant: RequestDirectAccessResponse;
 let connection: SignedTransport;
 let tensors: ReturnType<typeof createClient<typeof TensorService>>;
-let direct: OrtSession;
+let direct: ort.InferenceSession;
 const client = generateKeyPair();
 
 async function run(values: Float32Array): Promise<Float32Array> {

@@ -11,13 +11,13 @@
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { readModelCatalog } from "@tessera/ml/model-catalog";
+import { ort } from "@tessera/ml/onnxruntime";
 import {
   packRawTensors,
   RAW_TENSORS_MEDIA_TYPE,
@@ -46,21 +46,6 @@ const CATALOG = fileURLToPath(new URL("../../../examples/models/catalog.json", i
 const MODEL_ID = "blobs-classifier";
 
 // onnxruntime-node, loaded directly (the copy @tessera/ml runs on the nodes), to check outputs.
-interface OrtTensor {
-  readonly data: unknown;
-  readonly dims: readonly number[];
-}
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-interface Ort {
-  readonly InferenceSession: { create(model: Uint8Array): Promise<OrtSession> };
-  readonly Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
-}
-const ort = createRequire(import.meta.resolve("@tessera/ml/onnx-runner"))(
-  "onnxruntime-node",
-) as Ort;
 
 /** `rows` rows of two float32 features, distinct per `seed`. */
 function featureRows(seed: number, rows: number): Float32Array {
@@ -91,7 +76,7 @@ let gateway: GatewayClient;
 let wallet: ReturnType<TestNetwork["wallet"]>;
 /** The auditor's wallet client (reads every balance). */
 let auditor: ReturnType<TestNetwork["wallet"]>;
-let direct: OrtSession;
+let direct: ort.InferenceSession;
 
 /** onnxruntime's own output for `values`. */
 async function expected(values: Float32Array): Promise<Float32Array> {

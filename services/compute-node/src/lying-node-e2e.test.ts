@@ -17,7 +17,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -29,6 +28,7 @@ import { createNonceSource } from "@tessera/identity/nonce";
 import { resultHash } from "@tessera/identity/result-manifest";
 import { signComputeCompletion } from "@tessera/identity/validation-bundle";
 import { sampleRowIndices } from "@tessera/ml/batch-reexecutor";
+import { ort } from "@tessera/ml/onnxruntime";
 import {
   ComputeCompletionSchema,
   type ContentRef,
@@ -67,24 +67,6 @@ const PREDICT_CSV = blobsCsv(7_070_707, 20);
 
 // ---------------------------------------------------------------------------------------------
 // onnxruntime-node, loaded directly (the copy @tessera/ml runs), for the liar's honest baseline.
-
-interface OrtTensor {
-  readonly data: unknown;
-  readonly dims: readonly number[];
-}
-interface OrtSession {
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-interface Ort {
-  readonly InferenceSession: { create(model: Uint8Array): Promise<OrtSession> };
-  readonly Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
-}
-const ort = createRequire(import.meta.resolve("@tessera/ml/onnx-runner"))(
-  "onnxruntime-node",
-) as Ort;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

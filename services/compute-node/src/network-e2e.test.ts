@@ -12,13 +12,13 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ort } from "@tessera/ml/onnxruntime";
 import { type ContentRef, DeviceType } from "@tessera/proto/tessera/common/v1/common_pb.js";
 import {
   type JobResult,
@@ -50,24 +50,6 @@ const PREDICT_CSV = blobsCsv(7_070_707, 20);
 // ---------------------------------------------------------------------------------------------
 // onnxruntime-node, loaded directly (the copy @tessera/ml runs on the nodes), to check the
 // network's outputs against.
-
-interface OrtTensor {
-  readonly data: unknown;
-  readonly dims: readonly number[];
-}
-interface OrtSession {
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-interface Ort {
-  readonly InferenceSession: { create(model: Uint8Array): Promise<OrtSession> };
-  readonly Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
-}
-const ort = createRequire(import.meta.resolve("@tessera/ml/onnx-runner"))(
-  "onnxruntime-node",
-) as Ort;
 
 // ---------------------------------------------------------------------------------------------
 // The client's side of a network.

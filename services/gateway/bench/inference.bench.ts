@@ -14,7 +14,6 @@
  * at <= 1.2x its p95; the network path within 10% of in-process at the same batch size).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -23,6 +22,7 @@ import { sha256, toHex } from "@tessera/identity/hash";
 import { generateKeyPair } from "@tessera/identity/keys";
 import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
 import { exportOnnx } from "@tessera/ml/onnx-export";
+import { ort } from "@tessera/ml/onnxruntime";
 import { validateSequentialModel } from "@tessera/ml/sequential-model";
 import { packRawTensors, RAW_TENSORS_MEDIA_TYPE } from "@tessera/ml/tensors";
 import { InferenceTaskState } from "@tessera/proto/tessera/gateway/v1/inference_pb.js";
@@ -40,20 +40,6 @@ const MAX_BATCH = 32;
 const MODEL_ID = "bench-dense";
 const servicesDir = fileURLToPath(new URL("../../", import.meta.url));
 const entry = (name: string) => join(servicesDir, name, "dist", "main.js");
-
-interface OrtTensor {
-  readonly data: unknown;
-}
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-const ort = createRequire(import.meta.resolve("@tessera/ml/onnx-runner"))("onnxruntime-node") as {
-  InferenceSession: {
-    create(model: Uint8Array, options?: { intraOpNumThreads?: number }): Promise<OrtSession>;
-  };
-  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
-};
 
 function denseModel(): Uint8Array {
   const model = validateSequentialModel({
