@@ -15,7 +15,7 @@ import {
 } from "@tessera/proto/tessera/gateway/v1/inference_pb.js";
 import { WalletService } from "@tessera/proto/tessera/wallet/v1/wallet_service_pb.js";
 import { type GatewayClient, openGatewayClient } from "@tessera/sdk/gateway-client";
-import { runInference } from "@tessera/sdk/inference";
+import { InferenceFailedError, PaymentNeededError, runInference } from "@tessera/sdk/inference";
 import { SDK_PROTOCOL_VERSION } from "@tessera/sdk/protocol-version";
 import { openServiceClient } from "@tessera/sdk/service-client";
 import type { Command } from "commander";
@@ -155,19 +155,26 @@ export function registerInferCommands(program: Command, context: CliContext): vo
       const maxPrice = parseUnsigned(options.maxPrice, "--max-price");
       const subnetId = parseUnsigned(options.subnet, "--subnet");
       const timeoutMs = parseUnsigned(options.timeoutMs, "--timeout-ms");
+      // A free subnet needs no wallet; without one, a paid task stops with PaymentNeededError.
       const walletTarget = await resolveWalletAddress({
         option: options.walletAddress,
         env: context.env,
+      }).catch((error: unknown) => {
+        if (options.walletAddress !== undefined) throw error;
+        return undefined;
       });
       await withGateway(context, options, async (gateway, keyPair) => {
-        const wallet = openServiceClient(WalletService, {
-          baseUrl: resolveWalletUrl(options.walletUrl, context.env),
-          signer: { keyPair, target: walletTarget },
-        });
+        const wallet =
+          walletTarget === undefined
+            ? undefined
+            : openServiceClient(WalletService, {
+                baseUrl: resolveWalletUrl(options.walletUrl, context.env),
+                signer: { keyPair, target: walletTarget },
+              });
         try {
           const { result } = await runInference({
             gateway,
-            wallet: wallet.client,
+            wallet: wallet?.client,
             requestId,
             modelId: model,
             input: { bytes, mediaType: "application/json" },
@@ -182,8 +189,16 @@ export function registerInferCommands(program: Command, context: CliContext): vo
           }
           const outputs = tensorsToJson(unpackRawTensors(result.output, result.outputTensors));
           context.stdout.write(`${JSON.stringify(outputs)}\n`);
+        } catch (error) {
+          if (error instanceof PaymentNeededError) {
+            throw new CliError(
+              `${error.message}: the wallet's address was not found (--wallet-address, $TESSERA_WALLET_ADDRESS, or the devnet's key file)`,
+            );
+          }
+          if (error instanceof InferenceFailedError) throw new CliError(error.message);
+          throw error;
         } finally {
-          wallet.close();
+          wallet?.close();
         }
       });
     });
