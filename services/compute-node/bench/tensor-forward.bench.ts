@@ -1,9 +1,9 @@
 /**
- * Forward throughput for 4 MiB tensors: a real compute node (started in this process on a real
- * port, TensorService with signed calls and a gateway-issued access token) running a Relu model
- * over a [1024, 1024] float32 tensor, against the baseline of a raw Connect echo of the same
- * message (the same runtime server, the same HTTP/2 transport, no signature, no token, no model)
- * in the same script. Both move 4 MiB up and 4 MiB back per call.
+ * Forward throughput for 4 MiB tensors: a real compute node (its built binary, its own process,
+ * TensorService with signed calls and an issuer's access token) running a Relu model over a
+ * [1024, 1024] float32 tensor, against the baseline of a raw Connect echo of the same
+ * message (bench/echo-server.ts: the same runtime server as its own process, the same HTTP/2
+ * transport, no signature, no token, no model), driven by the same client in this script. Both move 4 MiB up and 4 MiB back per call.
  *
  *   pnpm --filter @tessera/compute-node bench:forward
  *   BENCH_CALLS=100 BENCH_CONCURRENCY=4 pnpm --filter @tessera/compute-node bench:forward
@@ -15,6 +15,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -22,6 +23,7 @@ import { createSigningInterceptor } from "@tessera/auth";
 import { issueAccessToken } from "@tessera/identity/access-token";
 import { sha256, toHex } from "@tessera/identity/hash";
 import { generateKeyPair } from "@tessera/identity/keys";
+import { loadOrCreateServiceKey } from "@tessera/identity/service-key";
 import { onnx } from "@tessera/ml/onnx-proto";
 import {
   DataType,
@@ -29,18 +31,15 @@ import {
   TensorMessageSchema,
 } from "@tessera/proto/tessera/compute/v1/tensor_pb.js";
 import { TensorService } from "@tessera/proto/tessera/compute/v1/tensor_service_pb.js";
-import { createLogger, parseConfig, startServiceServer } from "@tessera/runtime";
-import { computeNodeConfigSpec } from "../src/config.js";
+import { spawnService } from "@tessera/testkit/spawn-service";
 import { NODE_PROTOCOL_VERSION } from "../src/protocol-version.js";
-import { startComputeNode } from "../src/server.js";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 40);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 2);
 const ROWS = 1024;
 const COLUMNS = 1024;
 const TENSOR_BYTES = ROWS * COLUMNS * 4; // 4 MiB
 const MODEL_ID = "relu-1024";
-const logger = createLogger({ service: "bench", level: "silent" });
 
 /** An ONNX graph with one Relu: output = max(input, 0), float32 [-1, 1024]. */
 function reluModel(): Uint8Array {
@@ -126,44 +125,41 @@ await writeFile(
 
 const issuer = generateKeyPair();
 const client = generateKeyPair();
-const node = await startComputeNode(
-  parseConfig(computeNodeConfigSpec, {
+const nodeKey = await loadOrCreateServiceKey({ path: join(dir, "node", "key.json"), name: "node" });
+// The node and the baseline each run as their own process, as in a network: the client's hashing
+// and the server's run on different cores.
+const node = await spawnService({
+  entry: fileURLToPath(new URL("../dist/main.js", import.meta.url)),
+  env: {
     HOST: "127.0.0.1",
-    PORT: "0",
     DATA_DIR: join(dir, "node"),
     MODELS_FILE: join(dir, "catalog.json"),
     TRUSTED_TOKEN_ISSUERS: issuer.address,
     POW_DIFFICULTY: "4",
     NVIDIA_SMI: "none",
+    LOG_LEVEL: "info",
     SHUTDOWN_GRACE_MS: "500",
-  }),
-  logger,
-);
-// The baseline: the same runtime server answering Forward with the request's own tensors.
-const echo = await startServiceServer({
-  service: "echo",
-  logger,
-  host: "127.0.0.1",
-  port: 0,
-  limits: { maxMessageBytes: 64 * 2 ** 20, defaultDeadlineMs: 30_000, maxDeadlineMs: 60_000 },
-  files: [TensorService.file],
-  routes: (router) =>
-    router.service(TensorService, {
-      forward: (request) => ({ message: request.message }),
-    }),
+  },
+  startTimeoutMs: 30_000,
 });
+const echo = await spawnService({
+  entry: fileURLToPath(new URL("./echo-server.ts", import.meta.url)),
+  env: { NODE_OPTIONS: "--import tsx" },
+  startTimeoutMs: 30_000,
+});
+const nodeAddress = nodeKey.keyPair.address;
 
 const input = new Float32Array(ROWS * COLUMNS);
 for (let i = 0; i < input.length; i++) input[i] = Math.sin(i) * 2;
 const { token } = issueAccessToken(
   issuer,
-  { nodeAddress: node.address, clientAddress: client.address, modelId: MODEL_ID, jobId: "bench" },
+  { nodeAddress: nodeAddress, clientAddress: client.address, modelId: MODEL_ID, jobId: "bench" },
   { ttlMs: 600_000 },
 );
 const message = create(TensorMessageSchema, {
   protocolVersion: NODE_PROTOCOL_VERSION,
   callerAddress: client.address,
-  targetAddress: node.address,
+  targetAddress: nodeAddress,
   modelId: MODEL_ID,
   accessToken: token,
   jobId: "bench",
@@ -199,7 +195,7 @@ function tensorClient(baseUrl: string, signedFor?: string) {
     }),
   );
 }
-const toNode = tensorClient(node.url, node.address);
+const toNode = tensorClient(node.url, nodeAddress);
 const toEcho = tensorClient(echo.url);
 
 let checked = false;
@@ -220,8 +216,8 @@ const echoResult = await measure(async () => {
 });
 
 for (const session of sessions) session.abort();
-await node.close();
-await echo.close();
+await node.stop("SIGTERM");
+await echo.stop("SIGTERM");
 await rm(dir, { recursive: true, force: true });
 
 const row = (name: string, r: typeof nodeResult) =>
