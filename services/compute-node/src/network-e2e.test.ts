@@ -79,6 +79,9 @@ async function bootNetwork(
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const net = await startTestNetwork({
     dir,
+    // Far longer than any scenario: a job whose node dies is re-routed because the registry
+    // replaces the dead node's approval, not because the approval ran out.
+    approvalTtlMs: 600_000,
     ...(databaseUrls === undefined ? {} : { databaseUrls }),
   });
   try {

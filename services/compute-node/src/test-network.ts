@@ -85,8 +85,9 @@ export const GATEWAY_TIMINGS: Readonly<Record<string, string>> = {
 };
 
 /**
- * How long the validators' route approval of a paid job lasts. A job whose node died waits for
- * it to lapse before it is routed to another node, so it is short here.
+ * How long the validators' route approval lasts by default here: short, so a test of an approval
+ * that expires before payment waits only seconds. Work whose node dies does not wait for it: the
+ * registry replaces the approval of an offline node (tests that show this pass a long one).
  */
 export const APPROVAL_TTL_MS = 8_000;
 
@@ -110,6 +111,8 @@ export interface TestNetworkOptions {
    * the models' files (MODEL_DIRS = the catalog's folder) to re-run inference tasks.
    */
   readonly modelsFile?: string;
+  /** The validators' approval lifetime (APPROVAL_TTL_MS); default {@link APPROVAL_TTL_MS}. */
+  readonly approvalTtlMs?: number;
   /** Extra variables for the gateway (e.g. timings). */
   readonly gatewayEnv?: Readonly<Record<string, string>>;
 }
@@ -271,7 +274,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       POW_DIFFICULTY,
       HEARTBEAT_INTERVAL_MS: "1000",
       HEARTBEAT_TIMEOUT_MS: "5000",
-      APPROVAL_TTL_MS: String(APPROVAL_TTL_MS),
+      APPROVAL_TTL_MS: String(options.approvalTtlMs ?? APPROVAL_TTL_MS),
       GOSSIP_INTERVAL_MS: "600000",
     });
     await Promise.all(
