@@ -310,6 +310,35 @@ describe("paid jobs through a real wallet, registry and validators", () => {
     );
   });
 
+  test("a route the validators refuse leaves their reason on the queued job", async () => {
+    // The only node offering the runtime this job needs is unknown to the registry: the scheduler
+    // places the job there, the validators refuse the route, and the job waits saying why.
+    const stranger = new TestNode(jobServer.url, jobServerAddress, {
+      pricePerHour: "6000",
+      runtimes: ["stranger-runtime"],
+      keyPair: generateKeyPair(),
+    });
+    closers.push(() => stranger.close());
+    await stranger.register();
+    await stranger.openStreamReady();
+    await escrow("esc-refused-1", "refused-1", "1000");
+    await client.jobs.submitJob({
+      protocolVersion: V1,
+      spec: paidSpec("refused-1", "esc-refused-1", { requiredRuntime: "stranger-runtime" }),
+    });
+    const waiting = await eventually(
+      () => client.jobs.getJobStatus({ protocolVersion: V1, jobId: "refused-1" }),
+      (status) => /validators did not approve/.test(status.status?.errorMessage ?? ""),
+    );
+    assert.equal(waiting.status?.state, JobState.QUEUED);
+    assert.match(waiting.status?.errorMessage ?? "", new RegExp(stranger.address));
+    // Later passes of the dispatcher do not replace it with a generic "no node may run it".
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const later = await client.jobs.getJobStatus({ protocolVersion: V1, jobId: "refused-1" });
+    assert.match(later.status?.errorMessage ?? "", /validators did not approve/);
+    await client.jobs.cancelJob({ protocolVersion: V1, jobId: "refused-1", reason: "test over" });
+  });
+
   test("cancelling a paid job refunds its escrow", async () => {
     await escrow("esc-paid-2", "paid-2", "1000");
     await client.jobs.submitJob({
