@@ -197,6 +197,12 @@ export function createModelHost(options: ModelHostOptions): ModelHost {
         executionMode: "sequential",
         graphOptimizationLevel: "all",
         logSeverityLevel: 3,
+        // Idle operator threads sleep instead of spin-waiting for the next run: a node's runs come
+        // in bursts between network round trips, and spinning threads took the CPU its event loop
+        // (decoding, signing, sending results) needed, costing more than the wake-up they save.
+        extra: {
+          session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } },
+        },
         ...(options.intraOpNumThreads === undefined
           ? {}
           : { intraOpNumThreads: options.intraOpNumThreads }),

@@ -44,8 +44,9 @@ export interface NonceStore {
    * 1, 2, 3 all return `true`; 3, 2, 1 return `true`, `false`, `false`; of equal nonces only
    * the first returns `true`. Among concurrent calls with the same caller and nonce exactly one
    * gets `true`, on both stores and across processes sharing the database (rows are locked
-   * within the transaction). Every promise settles only after its batch committed, so a `true`
-   * is durable before it is returned; when the batch's transaction fails, every call of the
+   * within the transaction). Every promise settles only after its batch committed (and, on a
+   * store opened with `sqliteDurability: "explicit"`, was synced), so a `true` is durable before
+   * it is returned; when the batch's transaction fails, every call of the
    * batch rejects with its error and none of them is recorded.
    *
    * Rejects with RangeError, without joining a batch, for an empty caller or a nonce outside
@@ -124,6 +125,9 @@ export function createNonceStore<DB extends NonceStoreTables>(store: Store<DB>):
         // locks are taken in that one order).
         results = await nonces.transaction((trx) => applyDistinct(trx, batch));
       }
+      // On a store whose commits are durable only once synced (sqliteDurability "explicit"),
+      // off the event loop; a no-op otherwise. Either way nothing is answered before it is durable.
+      await nonces.sync();
     } catch (error) {
       for (const call of batch) call.reject(error);
       return;

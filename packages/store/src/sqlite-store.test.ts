@@ -5,6 +5,7 @@ import { Writable } from "node:stream";
 import { test } from "node:test";
 import { type Kysely, type Migration, sql } from "kysely";
 import { pino } from "pino";
+import { createNonceStore, type NonceStoreTables, nonceStoreMigrations } from "./nonce-store.js";
 import { openStore } from "./store.js";
 import type { StoreLogger } from "./store-logger.js";
 import { describeOnSqlite } from "./testing.js";
@@ -63,6 +64,47 @@ describeOnSqlite("sqlite store", (backend) => {
       );
     } finally {
       await store.close();
+    }
+  });
+
+  test("explicit durability: commits skip the fsync until sync(), and the nonce store syncs", async () => {
+    const dataDir = join(backend.location().dataDir, "explicit");
+    const store = await openStore<Tables & NonceStoreTables>({
+      dataDir,
+      fileName: "explicit.sqlite",
+      migrations: { ...nonceStoreMigrations, ...migrations },
+      sqliteDurability: "explicit",
+    });
+    try {
+      const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(store.db);
+      assert.equal(rows[0]?.synchronous, 1, "1 is NORMAL: the WAL is fsynced by sync()");
+      await store.db.insertInto("parent").values({ id: "p" }).execute();
+      await store.sync();
+      assert.ok(existsSync(join(dataDir, "explicit.sqlite-wal")), "the WAL sync() flushes");
+      const nonces = createNonceStore(store);
+      assert.deepEqual(
+        await Promise.all([
+          nonces.advance("a", 2n),
+          nonces.advance("a", 2n),
+          nonces.advance("b", 1n),
+        ]),
+        [true, false, true],
+      );
+      assert.equal(await nonces.highWater("a"), 2n);
+    } finally {
+      await store.close();
+    }
+    // Reopened with the default durability, the synced rows are there.
+    const again = await openStore<Tables & NonceStoreTables>({
+      dataDir,
+      fileName: "explicit.sqlite",
+      migrations: { ...nonceStoreMigrations, ...migrations },
+    });
+    try {
+      assert.equal(await createNonceStore(again).highWater("b"), 1n);
+      await again.sync(); // a no-op on a store whose commits are durable when they return
+    } finally {
+      await again.close();
     }
   });
 

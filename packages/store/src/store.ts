@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { mkdirSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import Database from "better-sqlite3";
@@ -51,6 +52,16 @@ export interface StoreOptions {
   readonly connectTimeoutMs?: number | undefined;
   /** How long SQLite waits for another process's lock on the file. Defaults to 5,000 ms. */
   readonly busyTimeoutMs?: number | undefined;
+  /**
+   * SQLite only. "commit" (default): `synchronous=FULL`, every commit is fsynced before it
+   * returns, blocking the event loop for the fsync. "explicit": `synchronous=NORMAL`, a commit
+   * only writes the WAL, and {@link Store.sync} fsyncs it on libuv's thread pool; a write is then
+   * durable once a `sync()` started after its commit resolved. For a database whose every writer
+   * calls `sync()` before acknowledging (the nonce store does), acknowledged is still durable,
+   * and a slow disk no longer stalls the whole process per commit. Never pick it for a database
+   * with writers that do not sync (a power loss could lose their acknowledged commits).
+   */
+  readonly sqliteDurability?: "commit" | "explicit" | undefined;
 }
 
 /** How {@link Store.transaction} runs its callback. */
@@ -110,6 +121,12 @@ export interface Store<DB> {
     options?: LockOptions,
   ): SelectQueryBuilder<DB, TB, O>;
   /**
+   * Makes every commit that returned before this call durable. A no-op (resolved) on PostgreSQL
+   * and on SQLite opened with the default durability, whose commits are durable when they
+   * return; with `sqliteDurability: "explicit"` it fsyncs the WAL file off the event loop.
+   */
+  sync(): Promise<void>;
+  /**
    * Waits for running work, then closes the file or the pool. Safe to call twice; the store is
    * unusable afterwards.
    */
@@ -131,7 +148,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  * a bad URL, file name or schema, an unreachable server or a SQLite file that refuses WAL.
  *
  * SQLite: `<dataDir>/<fileName>` in WAL mode with `synchronous=FULL` (a commit is on disk before
- * it is acknowledged), `busy_timeout`, `foreign_keys=ON`.
+ * it is acknowledged; see {@link StoreOptions.sqliteDurability} for the explicit-sync variant),
+ * `busy_timeout`, `foreign_keys=ON`.
  * PostgreSQL: a pg Pool of `poolMax` connections; see {@link StoreOptions.schema}.
  */
 export async function openStore<DB>(options: StoreOptions): Promise<Store<DB>> {
@@ -141,7 +159,7 @@ export async function openStore<DB>(options: StoreOptions): Promise<Store<DB>> {
     databaseUrl === undefined
       ? openSqlite<DB>(options, insideTransaction)
       : await openPostgres<DB>(databaseUrl, options, insideTransaction);
-  const { db, dialect, migrationTableSchema } = opened;
+  const { db, dialect, migrationTableSchema, sync } = opened;
   try {
     await migrateToLatest(db, options.migrations, {
       migrationTableSchema,
@@ -157,13 +175,38 @@ export async function openStore<DB>(options: StoreOptions): Promise<Store<DB>> {
       : { dialect, schema: migrationTableSchema },
     "store opened",
   );
-  return createStore(db, dialect, insideTransaction, options.logger);
+  return createStore(db, dialect, insideTransaction, options.logger, sync);
 }
 
 interface OpenedDatabase<DB> {
   readonly db: Kysely<DB>;
   readonly dialect: StoreDialect;
   readonly migrationTableSchema: string | undefined;
+  /** See {@link Store.sync}. */
+  readonly sync: () => Promise<void>;
+}
+
+const resolved = () => Promise.resolve();
+
+/**
+ * fdatasync of `<file>-wal` on the thread pool. On Linux any descriptor of a file flushes all of
+ * its written pages, so this makes every WAL frame written before it began durable. Opened per
+ * call, so it always reaches the WAL file SQLite uses now. A missing WAL means nothing is
+ * pending: SQLite deletes it only after checkpointing (and syncing) it into the database.
+ */
+async function syncWalFile(file: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(`${file}-wal`, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 function openSqlite<DB>(
@@ -175,13 +218,18 @@ function openSqlite<DB>(
     throw new Error(`store fileName must be a bare file name, got "${fileName}"`);
   }
   mkdirSync(dataDir, { recursive: true });
-  const database = new Database(join(dataDir, fileName));
+  const file = join(dataDir, fileName);
+  const explicit = options.sqliteDurability === "explicit";
+  const database = new Database(file);
   try {
     const journalMode = database.pragma("journal_mode = WAL", { simple: true });
     if (journalMode !== "wal") {
       throw new Error(`SQLite file ${fileName} refused WAL mode (journal_mode=${journalMode})`);
     }
-    database.pragma("synchronous = FULL");
+    // NORMAL in WAL mode: commits write the WAL without fsync; sync() fsyncs it (and SQLite
+    // still syncs the WAL before every checkpoint), so committed frames never reach the
+    // database file unsynced.
+    database.pragma(explicit ? "synchronous = NORMAL" : "synchronous = FULL");
     database.pragma(
       `busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)}`,
     );
@@ -191,7 +239,12 @@ function openSqlite<DB>(
     throw error;
   }
   const db = new Kysely<DB>({ dialect: createSqliteDialect(database, insideTransaction) });
-  return { db, dialect: "sqlite", migrationTableSchema: undefined };
+  return {
+    db,
+    dialect: "sqlite",
+    migrationTableSchema: undefined,
+    sync: explicit ? () => syncWalFile(file) : resolved,
+  };
 }
 
 async function openPostgres<DB>(
@@ -229,7 +282,7 @@ async function openPostgres<DB>(
     if (current === null) {
       throw new Error("PostgreSQL search_path names no existing schema");
     }
-    return { db, dialect: "postgres", migrationTableSchema: current };
+    return { db, dialect: "postgres", migrationTableSchema: current, sync: resolved };
   } catch (error) {
     await db.destroy();
     throw error;
@@ -252,6 +305,7 @@ function createStore<DB>(
   dialect: StoreDialect,
   insideTransaction: AsyncLocalStorage<object>,
   logger: StoreLogger | undefined,
+  sync: () => Promise<void>,
 ): Store<DB> {
   let closing: Promise<void> | undefined;
 
@@ -299,6 +353,7 @@ function createStore<DB>(
       const locked = query.forUpdate();
       return options.skipLocked === true ? locked.skipLocked() : locked;
     },
+    sync,
     close() {
       closing ??= db.destroy();
       return closing;

@@ -100,7 +100,7 @@ describe("gateway on a paid subnet with a real wallet, registry and validators",
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "gateway-paid-"));
     hosted = await hostExampleModel(
-      ["paid-blobs", "late-blobs", "move-blobs", "cancel-blobs"],
+      ["paid-blobs", "late-blobs", "move-blobs", "cancel-blobs", "zero-blobs"],
       join(dir, "cache"),
     );
     const walletKey = await keyIn("wallet");
@@ -205,9 +205,16 @@ describe("gateway on a paid subnet with a real wallet, registry and validators",
   });
 
   /** A node known to the registry (beating it) and to the gateway, stream open. */
-  async function paidNode(modelId: string, answer: "compute" | "ignore" = "compute") {
+  async function paidNode(
+    modelId: string,
+    answer: "compute" | "ignore" = "compute",
+    pricePerHour?: string,
+  ) {
     const model = hosted.models.find((m) => m.descriptor.modelId === modelId);
-    const node = new TestNode(gateway, { hosted: model === undefined ? [] : [model] });
+    const node = new TestNode(gateway, {
+      hosted: model === undefined ? [] : [model],
+      ...(pricePerHour === undefined ? {} : { pricePerHour }),
+    });
     nodes.push(node);
     stopBeats.push(await node.joinRegistry(registry(node.keyPair)));
     const accepted = await node.register();
@@ -323,6 +330,34 @@ describe("gateway on a paid subnet with a real wallet, registry and validators",
     assert.equal(await balance(client.address), clientBefore - due);
     const escrow = await wallet(client).getEscrow({ protocolVersion: PROTOCOL_VERSION, escrowId });
     assert.equal(escrow.escrow?.state, EscrowState.RELEASED);
+  });
+
+  test("a task approved at price 0 needs no escrow, runs on its node and is still validated", async () => {
+    const node = await paidNode("zero-blobs", "compute", "0");
+    const nodeBefore = await balance(node.payoutAddress);
+    const clientBefore = await balance(client.address);
+    const submitted = await submit("zero-1", "zero-blobs");
+    const status = submitted.status;
+    assert.equal(status?.state, InferenceTaskState.QUEUED, status?.errorMessage);
+    const payment = status?.paymentStatus;
+    assert.equal(payment?.required, true);
+    assert.equal(payment?.preprocessingComplete, true);
+    assert.equal(payment?.amountDue, "0", "nothing is due");
+    assert.equal(payment?.paymentConfirmed, false);
+    assert.equal(payment?.escrowId, "");
+    assert.equal(status?.preprocessingValidation?.terms?.route?.computeNodeAddress, node.address);
+    await rejectsWith(confirm("zero-1", "zero-1-escrow"), Code.FailedPrecondition, /price of 0/);
+
+    const done = await finished("zero-1");
+    assert.equal(done.status?.state, InferenceTaskState.COMPLETED, done.status?.errorMessage);
+    assert.equal(done.status?.assignedComputeNodeAddress, node.address);
+    assert.equal(done.status?.paymentStatus?.completionValidated, true);
+    assert.equal(done.result?.completionValidation?.terms?.approved, true);
+    assert.equal(done.status?.paymentStatus?.released, false);
+    assert.equal(done.status?.paymentStatus?.refunded, false);
+    assert.equal(floatsOf(done.result?.output ?? new Uint8Array()).length, 3);
+    assert.equal(await balance(node.payoutAddress), nodeBefore, "no money moves");
+    assert.equal(await balance(client.address), clientBefore, "no money moves");
   });
 
   test("payment after the approval expired is refused, the task expires and the escrow is refunded", async () => {

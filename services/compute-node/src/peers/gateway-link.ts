@@ -119,7 +119,8 @@ export function startGatewayLink(options: GatewayLinkOptions): GatewayLink {
           ),
         { attempts: 6, signal: stopped.signal, initialDelayMs: initialBackoffMs },
       );
-      log.info(
+      // Per task at debug: at inference rates an info line per task costs the node real CPU.
+      log.debug(
         {
           requestId: task.requestId,
           modelId: task.modelId,

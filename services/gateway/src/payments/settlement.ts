@@ -30,7 +30,8 @@ export interface Settlement {
   settle(task: Task): Promise<void>;
   /**
    * Asks validators about a VALIDATING task's result: approved → release (COMPLETED once the
-   * wallet pays out); rejected or refused → `fail(message)`, which ends the task and refunds.
+   * wallet pays out; at once for a task approved at price 0, which has no escrow); rejected or
+   * refused → `fail(message)`, which ends the task and refunds (if anything was escrowed).
    */
   validate(task: Task, fail: (message: string) => void): Promise<void>;
 }
@@ -111,6 +112,11 @@ export function createSettlement(options: SettlementOptions): Settlement {
       if (task.state !== InferenceTaskState.VALIDATING || task.settlement !== "none") return;
       task.completionValidation = validation;
       if (validation.terms?.approved === true) {
+        if (task.payment === undefined) {
+          // Approved at a price of 0: no escrow to release, the verdict alone completes it.
+          tasks.transition(task, InferenceTaskState.COMPLETED, now());
+          return;
+        }
         task.settlement = "release";
         tasks.touch(task, now());
         await settle(task);

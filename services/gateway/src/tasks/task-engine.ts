@@ -7,8 +7,17 @@
  * ```
  * free: QUEUED → PROCESSING → COMPLETED
  * paid: AWAITING_PAYMENT → QUEUED → PROCESSING → VALIDATING → COMPLETED (released) | FAILED (refunded)
+ * paid, approved price 0: QUEUED → PROCESSING → VALIDATING → COMPLETED | FAILED (no escrow)
  * any unfinished → CANCELLED; before payment → EXPIRED; after payment, deadline → FAILED (refunded)
  * ```
+ *
+ * A paid subnet's validators may approve a price of 0 (a node that asks nothing). The wallet
+ * takes no zero escrow, so such a task skips AWAITING_PAYMENT: it is queued at once for the
+ * approved node, its payment status says required, preprocessing complete, amount_due "0" and no
+ * escrow (payment_confirmed stays false: there is none to confirm), and ConfirmPayment refuses
+ * it. Its result is still completion-validated; the validators' verdict alone decides COMPLETED
+ * or FAILED, and no money moves either way. A re-route that would cost more than 0 fails it, as
+ * for any task whose new route costs more than its escrow holds.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -41,7 +50,7 @@ import type { SubnetPayment } from "../payments/subnet-payment.js";
 import { PROTOCOL_VERSION } from "../protocol-version.js";
 import { createKeyedLock } from "./keyed-lock.js";
 import { checkInputSize, checkRequestId, checkTaskInput, submissionHash } from "./submission.js";
-import { isTerminal, stateName, type Task } from "./task.js";
+import { isTerminal, needsNoEscrow, stateName, type Task } from "./task.js";
 import type { TaskTable } from "./task-table.js";
 
 /** Limits and timings of the engine. */
@@ -400,15 +409,18 @@ export function createTaskEngine(options: TaskEngineOptions): TaskEngine {
         task.preprocessing = approval;
         task.amountDue = treeTotal(tree);
         task.nodeAddress = approval.terms?.route?.computeNodeAddress ?? node.address;
-        task.state = InferenceTaskState.AWAITING_PAYMENT;
+        // Nothing to escrow for an approved price of 0: straight to the queue (module comment).
+        task.state =
+          task.amountDue === 0n ? InferenceTaskState.QUEUED : InferenceTaskState.AWAITING_PAYMENT;
         task.updatedAtMs = now();
       }
       tasks.insert(task);
-      logger.info(
+      // Per task at debug: the RPC's own log line already records every submission.
+      logger.debug(
         { requestId: task.requestId, modelId: task.modelId, paid, state: stateName(task.state) },
         "task accepted",
       );
-      if (!paid) dispatcher.wake();
+      if (task.state === InferenceTaskState.QUEUED) dispatcher.wake();
       return task;
     });
   };
@@ -434,6 +446,12 @@ export function createTaskEngine(options: TaskEngineOptions): TaskEngine {
       }
       if (!task.paid) {
         throw new GatewayError("failed_precondition", `task "${task.requestId}" is free`);
+      }
+      if (needsNoEscrow(task)) {
+        throw new GatewayError(
+          "failed_precondition",
+          `task "${task.requestId}" was approved at a price of 0 and needs no payment`,
+        );
       }
       const approvalEnd = task.preprocessing?.terms?.expiresAt;
       const expired =

@@ -5,7 +5,7 @@
  * restart because every escrow expires back to its payer.
  */
 import { InferenceTaskState } from "@tessera/proto/tessera/gateway/v1/inference_pb.js";
-import { isTerminal, type Task } from "./task.js";
+import { isTerminal, needsNoEscrow, type Task } from "./task.js";
 
 /** Called after a task changed (state, route, result, payment flags). */
 export type TaskListener = (task: Task) => void;
@@ -101,12 +101,12 @@ export function createTaskTable(): TaskTable {
   };
 }
 
-/** Whether a queued task may go to a node now: paid and confirmed (or free), routed, in time. */
+/** Whether a queued task may go to a node now: paid and confirmed (or free, or approved at price 0), routed, in time. */
 export function isDispatchable(task: Task, nowMs: number): boolean {
   return (
     task.state === InferenceTaskState.QUEUED &&
     !task.needsRoute &&
-    (!task.paid || task.payment !== undefined) &&
+    (!task.paid || task.payment !== undefined || needsNoEscrow(task)) &&
     nowMs < task.deadlineMs
   );
 }

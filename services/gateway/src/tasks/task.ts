@@ -87,3 +87,16 @@ export function stateName(state: InferenceTaskState): string {
 export function isFunded(task: Task): boolean {
   return task.payment !== undefined;
 }
+
+/**
+ * Whether a paid task runs with no escrow: its validators approved a price of 0 and nothing was
+ * escrowed (the wallet takes no zero escrow). It is dispatched and validated all the same.
+ */
+export function needsNoEscrow(task: Task): boolean {
+  return (
+    task.paid &&
+    task.preprocessing !== undefined &&
+    task.amountDue === 0n &&
+    task.payment === undefined
+  );
+}
