@@ -96,6 +96,17 @@ export interface ApprovalStore {
 export function createApprovalStore<DB extends ValidationTables>(store: Store<DB>): ApprovalStore {
   // The store's DB type includes ours; Kysely cannot see that through the generic.
   const typed = store as unknown as Store<ValidationTables>;
+  /** The row of `kind` and `requestId`, locked for the rest of the transaction. */
+  const lockedRow = (trx: Kysely<ValidationTables>, kind: ApprovalKind, requestId: string) =>
+    typed
+      .forUpdate(
+        trx
+          .selectFrom("validation_approvals")
+          .selectAll()
+          .where("kind", "=", kind)
+          .where("request_id", "=", requestId),
+      )
+      .executeTakeFirst();
   return {
     async get(kind, requestId) {
       const row = await typed.db
@@ -108,15 +119,7 @@ export function createApprovalStore<DB extends ValidationTables>(store: Store<DB
     },
     async put(kind, requestId, approval, now) {
       return typed.transaction(async (trx) => {
-        const existing = await typed
-          .forUpdate(
-            trx
-              .selectFrom("validation_approvals")
-              .selectAll()
-              .where("kind", "=", kind)
-              .where("request_id", "=", requestId),
-          )
-          .executeTakeFirst();
+        const existing = await lockedRow(trx, kind, requestId);
         if (existing !== undefined) {
           const stored = fromRow(existing);
           if (stored.expiresAt === undefined || stored.expiresAt > now) return stored;
@@ -158,15 +161,7 @@ export function createApprovalStore<DB extends ValidationTables>(store: Store<DB
     },
     async replace(kind, requestId, previous, approval) {
       return typed.transaction(async (trx) => {
-        const current = await typed
-          .forUpdate(
-            trx
-              .selectFrom("validation_approvals")
-              .selectAll()
-              .where("kind", "=", kind)
-              .where("request_id", "=", requestId),
-          )
-          .executeTakeFirst();
+        const current = await lockedRow(trx, kind, requestId);
         const stored = current === undefined ? undefined : fromRow(current);
         if (stored === undefined || !bytesEqual(stored.bundle, previous.bundle)) {
           return stored ?? approval;
